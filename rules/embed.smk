@@ -1,0 +1,25 @@
+# embed: embeddings per (extractor, image set), computed once and reused by every evaluation.
+rule embed:
+    input:
+        unpack(lambda wc: checkpoints_for([wc.extractor])),
+        table=lambda wc: MANIFEST if wc.imageset == "clean"
+        else f"results/scrape/{wc.imageset.removeprefix('scraped-')}/scrape.parquet",
+        images=lambda wc: f"{DATASET_DIR}/images" if wc.imageset == "clean"
+        else f"results/scrape/{wc.imageset.removeprefix('scraped-')}/images",
+    output:
+        "results/embeddings/{extractor}/{imageset}.parquet",
+    wildcard_constraints:
+        imageset=r"clean|scraped-[A-Za-z0-9_]+",
+    params:
+        spec=lambda wc: config["extractors"][wc.extractor],
+        batch_size=config["evaluate"]["batch_size"],
+        device=config["device"],
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=lambda wc: 1 if config["device"] != "cpu" else 0,
+    log:
+        "logs/embed/{extractor}/{imageset}.log",
+    script:
+        "../scripts/embed.py"

@@ -1,0 +1,22 @@
+# train_extractor: extractors trained in the pipeline on non-protected identities only.
+rule train_extractor:
+    input:
+        manifest=MANIFEST,
+        roles=ROLES,
+        images=f"{DATASET_DIR}/images",
+    output:
+        checkpoint="results/extractors/{extractor}.pt",
+        meta="results/extractors/{extractor}.json",
+    params:
+        spec=lambda wc: config["extractors"][wc.extractor],
+        seed=config["seed"],
+        device=config["device"],
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+        gpu=lambda wc: 1 if config["device"] != "cpu" else 0,
+    log:
+        "logs/train_extractor/{extractor}.log",
+    script:
+        "../scripts/train_extractor.py"

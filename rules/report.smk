@@ -1,0 +1,25 @@
+# report: every record -> summary.parquet, report.md and figures.
+rule report:
+    input:
+        records=expand("results/records/{cloak}/{extractor}.json",
+                       cloak=CLOAKS_AND_BASELINE, extractor=EXTRACTORS),
+        shards=[d for c in CLOAKS for d in shard_dirs(c)],
+        manifest=MANIFEST,
+    output:
+        report="results/report.md",
+        summary="results/summary.parquet",
+        heatmap="results/figures/protection_heatmap.png",
+        examples="results/figures/examples.png",
+    params:
+        cloaks=CLOAKS,
+        shards=len(SHARDS),
+        examples=config["report"]["examples"],
+        seed=config["seed"],
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    log:
+        "logs/report.log",
+    script:
+        "../scripts/report.py"

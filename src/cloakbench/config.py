@@ -1,0 +1,110 @@
+"""Configuration: JSON-schema validation with defaults, then checks the schema cannot express.
+
+Everything here runs when the Snakefile is parsed, so a bad config fails before any job
+starts, with a message naming the key (or path) at fault.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from .errors import ConfigError
+
+_Draft = jsonschema.Draft202012Validator
+
+
+def _with_defaults(validator_class):
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for prop, sub in properties.items():
+                if isinstance(sub, dict) and "default" in sub and prop not in instance:
+                    instance[prop] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_DefaultFilling = _with_defaults(_Draft)
+
+
+def load_schema(path: str | Path) -> dict[str, Any]:
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+def _normalise_dates(obj: Any) -> Any:
+    # YAML parses 2021-12-01 as a date; the schema (and records) use ISO strings.
+    if isinstance(obj, dict):
+        return {k: _normalise_dates(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_normalise_dates(v) for v in obj]
+    if isinstance(obj, (dt.date, dt.datetime)):
+        return obj.isoformat()[:10]
+    return obj
+
+
+def validate_config(config: dict[str, Any], schema: dict[str, Any] | str | Path, *,
+                    base_dir: str | Path = ".", check_paths: bool = True) -> dict[str, Any]:
+    """Return a validated copy of ``config`` with schema defaults filled in.
+
+    Raises :class:`ConfigError` naming the offending key.
+    """
+    if not isinstance(schema, dict):
+        schema = load_schema(schema)
+    cfg = _normalise_dates(copy.deepcopy(dict(config)))
+    validator = _DefaultFilling(schema)
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
+    if errors:
+        e = errors[0]
+        key = ".".join(str(p) for p in e.absolute_path) or "<top level>"
+        raise ConfigError(f"config key '{key}': {e.message}")
+    # Fill defaults of nested additionalProperties (extractor/cloak entries) too.
+    validator.validate(cfg)
+    check_semantics(cfg, base_dir=Path(base_dir), check_paths=check_paths)
+    return cfg
+
+
+def _check_date(value: Any, key: str) -> None:
+    if value is None:
+        return
+    try:
+        dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise ConfigError(f"config key '{key}': '{value}' is not a YYYY-MM-DD date") from None
+
+
+def check_semantics(cfg: dict[str, Any], *, base_dir: Path, check_paths: bool = True) -> None:
+    from .attacks.registry import cloak_class
+    from .extractors.registry import extractor_class
+
+    for name, spec in cfg["extractors"].items():
+        extractor_class(spec["type"], name=name)
+        _check_date(spec.get("release_date"), f"extractors.{name}.release_date")
+    for name, spec in cfg.get("cloaks", {}).items():
+        cls = cloak_class(spec["type"], name=name)
+        _check_date(spec.get("release_date"), f"cloaks.{name}.release_date")
+        for member in spec.get("ensemble", []):
+            if member not in cfg["extractors"]:
+                raise ConfigError(f"cloaks.{name}.ensemble: unknown extractor '{member}' "
+                                  f"(configured: {', '.join(cfg['extractors'])})")
+            ex_cls = extractor_class(cfg["extractors"][member]["type"], name=member)
+            if cls.needs_gradients and not ex_cls.differentiable:
+                raise ConfigError(
+                    f"cloaks.{name}.ensemble: extractor '{member}' ({ex_cls.type_name}) is not "
+                    "differentiable, so a gradient-based cloak cannot use it")
+        if cls.needs_gradients and not spec.get("ensemble"):
+            raise ConfigError(f"cloaks.{name}.ensemble: a '{spec['type']}' cloak needs at least one extractor")
+    if check_paths and not cfg["demo"]["enabled"]:
+        root = Path(cfg["dataset"]["root"])
+        root = root if root.is_absolute() else base_dir / root
+        if not root.is_dir():
+            raise ConfigError(f"config key 'dataset.root': folder {root} does not exist "
+                              "(point it at your dataset, or set demo.enabled: true)")

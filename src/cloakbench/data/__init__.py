@@ -1,0 +1,1 @@
+"""Dataset discovery, face alignment, train/test split, user roles and scraping."""

@@ -1,0 +1,61 @@
+"""select_users: who is protected, and whose pictures an adaptive trainer may cloak itself."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def select_users(manifest: pd.DataFrame, *, protected: list[str] | None = None, n_protected: int = 4,
+                 public_fraction: float = 0.5, seed: int = 0) -> pd.DataFrame:
+    """Return a table (identity, role) with role in {protected, public, other}.
+
+    ``protected`` (explicit names) wins over ``n_protected`` (drawn with the seed).
+    ``public``: at most ``public_fraction`` of the remaining identities, drawn with the seed;
+    an adaptive trainer may cloak their pictures itself. ``other``: everyone else.
+    """
+    identities = sorted(manifest["identity"].unique())
+    rng = np.random.default_rng([seed, 1])
+    if protected:
+        unknown = sorted(set(protected) - set(identities))
+        if unknown:
+            raise ConfigError(f"users.protected: {unknown} not among the dataset's usable identities "
+                              f"(first ones: {identities[:5]}); check spelling or the rejects table")
+        chosen = sorted(protected)
+    else:
+        if n_protected >= len(identities):
+            raise ConfigError(f"users.n_protected={n_protected} leaves no other identity "
+                              f"(the dataset has {len(identities)})")
+        chosen = sorted(rng.choice(identities, size=n_protected, replace=False).tolist())
+    rest = [i for i in identities if i not in set(chosen)]
+    n_public = int(np.floor(public_fraction * len(rest)))
+    public = set(rng.choice(rest, size=n_public, replace=False).tolist()) if n_public else set()
+    roles = pd.DataFrame({"identity": identities})
+    roles["role"] = ["protected" if i in chosen else "public" if i in public else "other"
+                     for i in identities]
+    log.info("roles: %s", roles["role"].value_counts().to_dict())
+    return roles
+
+
+def pictures_for_subset(manifest: pd.DataFrame, roles: pd.DataFrame, subset: str) -> pd.DataFrame:
+    """Pictures a cloak is applied to: ``protected`` users' training pictures, or ``public``
+    identities' training pictures (the adaptive trainer's own cloaked copies)."""
+    if subset not in ("protected", "public"):
+        raise ValueError(f"unknown subset {subset}")
+    ids = set(roles.loc[roles["role"] == subset, "identity"])
+    sel = manifest[manifest["identity"].isin(ids) & (manifest["split"] == "train")]
+    return sel.sort_values("image_id").reset_index(drop=True)
+
+
+def shard_of(df: pd.DataFrame, shard: int, shards: int) -> pd.DataFrame:
+    """Rows of shard ``shard`` (0-based) out of ``shards``: contiguous, stable slices."""
+    if not 0 <= shard < shards:
+        raise ValueError(f"shard {shard} not in [0, {shards})")
+    bounds = np.linspace(0, len(df), shards + 1).round().astype(int)
+    return df.iloc[bounds[shard]:bounds[shard + 1]]

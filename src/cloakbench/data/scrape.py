@@ -1,0 +1,88 @@
+"""scrape: the training set a recogniser's trainer collects, and the test set.
+
+Training set: every non-protected identity's clean training pictures, plus each
+protected user's training pictures, of which ``protected_fraction`` are replaced by their
+cloaked versions (seeded choice). Optional platform transforms (JPEG re-encoding,
+resize down and up) apply to every scraped training picture, as a photo platform would.
+Test set: everyone's clean test pictures (protected users' *unperturbed* future photos).
+
+Pictures that differ from the clean dataset picture are written under ``images_dir``
+and listed with ``imageset = scraped-<cloak>``; the others point at the ``clean`` set, so
+no (extractor, picture) pair is embedded twice.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from ..io import read_rgb, write_parquet, write_png
+
+log = logging.getLogger(__name__)
+
+SCRAPE_COLUMNS = ["image_id", "identity", "role", "split", "cloaked", "imageset", "path"]
+
+
+def platform_transform(rgb: np.ndarray, *, jpeg_quality: int | None, resize: int | None) -> np.ndarray:
+    out = rgb
+    if resize:
+        h, w = out.shape[:2]
+        im = Image.fromarray(out).resize((resize, resize), Image.BICUBIC).resize((w, h), Image.BICUBIC)
+        out = np.asarray(im)
+    if jpeg_quality:
+        buf = io.BytesIO()
+        Image.fromarray(out).save(buf, format="JPEG", quality=int(jpeg_quality))
+        buf.seek(0)
+        out = np.asarray(Image.open(buf).convert("RGB"))
+    return out
+
+
+def scrape(manifest: pd.DataFrame, roles: pd.DataFrame, dataset_dir: str | Path,
+           cloaked: pd.DataFrame | None, out_table: str | Path, images_dir: str | Path, *,
+           cloak: str, protected_fraction: float = 1.0, jpeg_quality: int | None = None,
+           resize: int | None = None, seed: int = 0) -> pd.DataFrame:
+    """Build and write the scrape table. ``cloaked`` has columns image_id, path (absolute
+    paths of the cloaked protected training pictures), or is None for the no-cloak baseline."""
+    dataset_dir, images_dir = Path(dataset_dir), Path(images_dir)
+    df = manifest.merge(roles, on="identity", how="left", validate="many_to_one")
+    df["cloaked"] = False
+    df["imageset"] = "clean"
+    df["path"] = [str(dataset_dir / p) for p in df["path"]]
+    cloaked_paths = dict(zip(cloaked["image_id"], cloaked["path"])) if cloaked is not None else {}
+
+    # Which protected training pictures are cloaked: a seeded share per user.
+    prot_train = df[(df["role"] == "protected") & (df["split"] == "train")]
+    for k, (ident, group) in enumerate(sorted(prot_train.groupby("identity"), key=lambda g: g[0])):
+        if cloak == "none":
+            break
+        n = int(round(protected_fraction * len(group)))
+        rng = np.random.default_rng([seed, 2, k])
+        chosen = group.index[np.sort(rng.permutation(len(group))[:n])]
+        missing = [i for i in df.loc[chosen, "image_id"] if i not in cloaked_paths]
+        if missing:
+            raise FileNotFoundError(f"scrape[{cloak}]: no cloaked picture for {missing[:3]} "
+                                    f"(+{max(len(missing) - 3, 0)} more); did perturb finish?")
+        df.loc[chosen, "cloaked"] = True
+        df.loc[chosen, "path"] = [cloaked_paths[i] for i in df.loc[chosen, "image_id"]]
+
+    transform = bool(jpeg_quality or resize)
+    train = df["split"] == "train"
+    emit = train & (df["cloaked"] | transform)
+    for idx in df.index[emit]:
+        rgb = read_rgb(df.at[idx, "path"])
+        if transform:
+            rgb = platform_transform(rgb, jpeg_quality=jpeg_quality, resize=resize)
+        dest = images_dir / f"{df.at[idx, 'image_id']}.png"
+        write_png(rgb, dest)
+        df.at[idx, "path"] = str(dest)
+        df.at[idx, "imageset"] = f"scraped-{cloak}"
+    out = df[SCRAPE_COLUMNS].sort_values("image_id").reset_index(drop=True)
+    write_parquet(out, out_table)
+    log.info("scrape[%s]: %d train pictures (%d cloaked, %d re-encoded), %d test pictures",
+             cloak, int(train.sum()), int(df["cloaked"].sum()), int(emit.sum()), int((~train).sum()))
+    return out

@@ -1,0 +1,53 @@
+"""embed: embeddings of one image set by one extractor, stored once and reused."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from .extractors.base import Extractor
+from .images import load_batch
+from .io import write_parquet
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def embed_paths(model: Extractor, paths: Sequence[str | Path], *, batch_size: int = 64,
+                device: str = "cpu", desc: str = "embed") -> np.ndarray:
+    """Raw embeddings (N x D float32) of the pictures at ``paths``."""
+    out = []
+    for start in tqdm(range(0, len(paths), batch_size), desc=desc, unit="batch", mininterval=2):
+        batch = load_batch(paths[start:start + batch_size]).to(device)
+        out.append(model(batch).float().cpu().numpy())
+    dim = model.embedding_dim or 0
+    return np.concatenate(out) if out else np.zeros((0, dim), np.float32)
+
+
+def embed_table(model: Extractor, table: pd.DataFrame, out_path: str | Path, *, batch_size: int = 64,
+                device: str = "cpu") -> pd.DataFrame:
+    """Embed the pictures of ``table`` (columns image_id, path) and write a parquet with
+    columns image_id and embedding (list of floats)."""
+    start = time.perf_counter()
+    emb = embed_paths(model, list(table["path"]), batch_size=batch_size, device=device,
+                      desc=f"embed {model.name}")
+    df = pd.DataFrame({"image_id": table["image_id"].to_numpy(), "embedding": list(emb.astype(np.float32))})
+    write_parquet(df, out_path)
+    log.info("embedded %d pictures with %s (dim %d) in %.1f s", len(df), model.name,
+             emb.shape[1] if emb.ndim == 2 else 0, time.perf_counter() - start)
+    return df
+
+
+def read_embeddings(path: str | Path) -> pd.DataFrame:
+    return pd.read_parquet(path)
+
+
+def stack(df: pd.DataFrame) -> np.ndarray:
+    return np.stack(df["embedding"].to_numpy()).astype(np.float32) if len(df) else np.zeros((0, 0), np.float32)

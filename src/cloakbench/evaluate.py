@@ -1,0 +1,128 @@
+"""evaluate: train a recogniser on the scraped set, measure protection and clean accuracy.
+
+Classifiers on frozen features (as the study):
+- ``knn1``: 1-nearest neighbour, Euclidean distance on L2-normalised embeddings;
+- ``linear``: linear probe, standardised features + multinomial logistic regression.
+
+Protection rate of a protected user = 1 - accuracy on that user's clean test pictures.
+The record reports the mean over protected users with a 95 % percentile bootstrap interval
+(resampling users), and the clean accuracy on every other identity's test pictures.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from .embed import stack
+
+log = logging.getLogger(__name__)
+
+
+def l2n(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def fit_predict_knn1(xtr, ytr, xte, seed):  # noqa: ARG001 - deterministic
+    clf = KNeighborsClassifier(n_neighbors=1, metric="euclidean", algorithm="brute")
+    return clf.fit(l2n(xtr), ytr).predict(l2n(xte))
+
+
+def fit_predict_linear(xtr, ytr, xte, seed):
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0, random_state=seed))
+    return clf.fit(l2n(xtr), ytr).predict(l2n(xte))
+
+
+CLASSIFIERS: dict[str, Callable[..., np.ndarray]] = {
+    "knn1": fit_predict_knn1,
+    "linear": fit_predict_linear,
+}
+
+
+@dataclass
+class Split:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    test_role: np.ndarray
+    test_ids: np.ndarray
+
+
+def assemble(scrape: pd.DataFrame, embeddings: dict[str, pd.DataFrame]) -> Split:
+    """Join the scrape table with the embeddings of each image set it references."""
+    parts = []
+    for imageset, rows in scrape.groupby("imageset", sort=True):
+        if imageset not in embeddings:
+            raise KeyError(f"no embeddings for image set '{imageset}'")
+        emb = embeddings[imageset].set_index("image_id")
+        missing = set(rows["image_id"]) - set(emb.index)
+        if missing:
+            raise KeyError(f"image set '{imageset}' lacks embeddings of {sorted(missing)[:3]}")
+        x = stack(emb.loc[rows["image_id"]].reset_index())
+        parts.append((rows.index.to_numpy(), x))
+    order = np.concatenate([p[0] for p in parts])
+    x_all = np.concatenate([p[1] for p in parts])[np.argsort(order)]
+    table = scrape.loc[np.sort(order)]
+    tr = (table["split"] == "train").to_numpy()
+    return Split(x_all[tr], table["identity"].to_numpy()[tr], x_all[~tr],
+                 table["identity"].to_numpy()[~tr], table["role"].to_numpy()[~tr],
+                 table["image_id"].to_numpy()[~tr])
+
+
+def bootstrap_ci(values: np.ndarray, n: int, seed: int, level: float = 0.95) -> tuple[float, float]:
+    if len(values) == 0:
+        return (float("nan"), float("nan"))
+    if n == 0 or len(values) == 1:
+        return (float(values.mean()), float(values.mean()))
+    rng = np.random.default_rng([seed, 3])
+    means = values[rng.integers(0, len(values), size=(n, len(values)))].mean(1)
+    alpha = (1 - level) / 2
+    return (float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)))
+
+
+def protection_metrics(y_true: np.ndarray, y_pred: np.ndarray, role: np.ndarray, *,
+                       bootstrap: int, seed: int) -> dict[str, Any]:
+    correct = y_true == y_pred
+    prot = role == "protected"
+    per_user = {u: float(1 - correct[prot & (y_true == u)].mean()) for u in sorted(set(y_true[prot]))}
+    values = np.array(list(per_user.values()))
+    lo, hi = bootstrap_ci(values, bootstrap, seed)
+    clean = ~prot
+    return {
+        "protection": float(values.mean()) if len(values) else float("nan"),
+        "protection_ci95": [lo, hi],
+        "protection_per_user": per_user,
+        "protected_accuracy": float(correct[prot].mean()) if prot.any() else float("nan"),
+        "clean_accuracy": float(correct[clean].mean()) if clean.any() else float("nan"),
+        "n_protected_users": int(len(values)),
+        "n_test_protected": int(prot.sum()),
+        "n_test_clean": int(clean.sum()),
+    }
+
+
+def evaluate(scrape: pd.DataFrame, embeddings: dict[str, pd.DataFrame], *, classifiers: list[str],
+             bootstrap: int, seed: int, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """One record per classifier: settings + metrics."""
+    split = assemble(scrape, embeddings)
+    records = []
+    for name in classifiers:
+        pred = CLASSIFIERS[name](split.x_train, split.y_train, split.x_test, seed)
+        metrics = protection_metrics(split.y_test, pred, split.test_role, bootstrap=bootstrap, seed=seed)
+        metrics["n_train"] = int(len(split.y_train))
+        metrics["n_train_cloaked"] = int(scrape.loc[scrape["split"] == "train", "cloaked"].sum())
+        rec = {"experiment": f"{settings['cloak']}/{settings['extractor']}/{name}",
+               "classifier": name, **{k: settings[k] for k in ("cloak", "extractor")},
+               "settings": settings, "metrics": metrics}
+        log.info("%s: protection %.3f [%.3f, %.3f], clean accuracy %.3f", rec["experiment"],
+                 metrics["protection"], *metrics["protection_ci95"], metrics["clean_accuracy"])
+        records.append(rec)
+    return records

@@ -1,0 +1,194 @@
+"""report: every JSON record -> summary.parquet, report.md and figures.
+
+The report's numbers come only from the records (no number is typed anywhere).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .io import atomic_path, read_rgb, write_parquet, write_text
+
+log = logging.getLogger(__name__)
+
+
+def load_records(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
+    records = []
+    for p in paths:
+        data = json.loads(Path(p).read_text())
+        records += data if isinstance(data, list) else [data]
+    return records
+
+
+def summarise(records: list[dict[str, Any]]) -> pd.DataFrame:
+    rows = []
+    for r in records:
+        m, s = r["metrics"], r["settings"]
+        rows.append({
+            "experiment": r["experiment"], "cloak": r["cloak"], "extractor": r["extractor"],
+            "classifier": r["classifier"], "protection": m["protection"],
+            "protection_lo": m["protection_ci95"][0], "protection_hi": m["protection_ci95"][1],
+            "clean_accuracy": m["clean_accuracy"], "n_protected_users": m["n_protected_users"],
+            "n_train": m["n_train"], "n_train_cloaked": m["n_train_cloaked"],
+            "extractor_release": s.get("extractor_info", {}).get("release_date"),
+            "cloak_release": (s.get("cloak_spec") or {}).get("release_date"),
+            "settings_json": json.dumps(s, sort_keys=True),
+        })
+    return pd.DataFrame(rows).sort_values(["classifier", "cloak", "extractor"]).reset_index(drop=True)
+
+
+def extractor_order(summary: pd.DataFrame) -> list[str]:
+    """Extractors ordered by release date (undated last), then name."""
+    ex = summary.drop_duplicates("extractor")[["extractor", "extractor_release"]]
+    ex = ex.assign(_k=ex["extractor_release"].fillna("9999"))
+    return ex.sort_values(["_k", "extractor"])["extractor"].tolist()
+
+
+def cloak_order(summary: pd.DataFrame) -> list[str]:
+    c = summary.drop_duplicates("cloak")[["cloak", "cloak_release"]]
+    c = c.assign(_k=np.where(c["cloak"] == "none", "0000", c["cloak_release"].fillna("9999")))
+    return c.sort_values(["_k", "cloak"])["cloak"].tolist()
+
+
+def _fmt(p: float, lo: float, hi: float) -> str:
+    return "n/a" if np.isnan(p) else f"{p:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def protection_tables(summary: pd.DataFrame) -> str:
+    exs, cls = extractor_order(summary), cloak_order(summary)
+    parts = []
+    for clf in sorted(summary["classifier"].unique()):
+        sub = summary[summary["classifier"] == clf].set_index(["cloak", "extractor"])
+        rows = []
+        for c in cls:
+            row = [c]
+            for e in exs:
+                if (c, e) in sub.index:
+                    r = sub.loc[(c, e)]
+                    row.append(_fmt(r.protection, r.protection_lo, r.protection_hi))
+                else:
+                    row.append("")
+            rows.append(row)
+        acc_rows = []
+        for c in cls:
+            row = [c]
+            for e in exs:
+                row.append(f"{sub.loc[(c, e)].clean_accuracy:.2f}" if (c, e) in sub.index else "")
+            acc_rows.append(row)
+        parts.append(f"### Protection rate, classifier `{clf}` (mean over protected users, 95 % bootstrap CI)\n\n"
+                     + markdown_table(["cloak \\ extractor"] + exs, rows)
+                     + f"\n\n### Clean accuracy on the other identities, classifier `{clf}`\n\n"
+                     + markdown_table(["cloak \\ extractor"] + exs, acc_rows))
+    return "\n\n".join(parts)
+
+
+def heatmap(summary: pd.DataFrame, out_png: str | Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    exs, cls = extractor_order(summary), cloak_order(summary)
+    clfs = sorted(summary["classifier"].unique())
+    fig, axes = plt.subplots(1, len(clfs), figsize=(1.6 + 1.3 * len(exs) * len(clfs), 1 + 0.6 * len(cls)),
+                             squeeze=False)
+    for ax, clf in zip(axes[0], clfs):
+        sub = summary[summary["classifier"] == clf].set_index(["cloak", "extractor"])
+        grid = np.array([[sub.loc[(c, e)].protection if (c, e) in sub.index else np.nan for e in exs]
+                         for c in cls], dtype=float)
+        im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis")
+        ax.set_xticks(range(len(exs)), exs, rotation=45, ha="right")
+        ax.set_yticks(range(len(cls)), cls)
+        ax.set_title(f"protection ({clf})")
+        for i in range(len(cls)):
+            for j in range(len(exs)):
+                if not np.isnan(grid[i, j]):
+                    ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center",
+                            color="w" if grid[i, j] < 0.6 else "k", fontsize=8)
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    plt.close(fig)
+
+
+def examples_grid(pairs: list[tuple[str, str, str]], out_png: str | Path, magnify: float = 10.0) -> None:
+    """Rows of (label, clean path, cloaked path): clean | cloaked | |difference| x magnify."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = max(len(pairs), 1)
+    fig, axes = plt.subplots(n, 3, figsize=(6, 2.1 * n), squeeze=False)
+    for i, (label, clean_p, cloak_p) in enumerate(pairs):
+        a, b = read_rgb(clean_p).astype(float), read_rgb(cloak_p).astype(float)
+        diff = np.clip(np.abs(b - a) * magnify, 0, 255).astype(np.uint8)
+        for ax, img, title in zip(axes[i], [a.astype(np.uint8), b.astype(np.uint8), diff],
+                                  ["clean", label, f"|diff| x{magnify:g}"]):
+            ax.imshow(img)
+            ax.set_title(title, fontsize=8)
+            ax.axis("off")
+    if not pairs:
+        axes[0][0].text(0.5, 0.5, "no cloaks configured", ha="center")
+        for ax in axes[0]:
+            ax.axis("off")
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
+    plt.close(fig)
+
+
+def cloak_budget_table(figures: dict[str, pd.DataFrame]) -> str:
+    rows = []
+    for cloak, f in sorted(figures.items()):
+        rows.append([cloak, str(len(f)), f"{f.dssim.mean():.4f}", f"{f.linf.max():.4f}",
+                     f"{f.l2.mean():.3f}", f"{f.seconds.mean():.2f}"])
+    return markdown_table(["cloak", "pictures", "mean DSSIM", "max L-inf", "mean L2", "s/picture"], rows)
+
+
+def write_report(records: list[dict[str, Any]], out_dir: str | Path, *,
+                 cloak_figures: dict[str, pd.DataFrame], example_pairs: list[tuple[str, str, str]],
+                 extra_sections: Sequence[str] = ()) -> pd.DataFrame:
+    out_dir = Path(out_dir)
+    summary = summarise(records)
+    write_parquet(summary, out_dir / "summary.parquet")
+    heatmap(summary, out_dir / "figures" / "protection_heatmap.png")
+    examples_grid(example_pairs, out_dir / "figures" / "examples.png")
+    first = records[0]["settings"] if records else {}
+    lines = [
+        "# cloakbench report",
+        "",
+        "Protection rate = 1 - accuracy of the trained recogniser on the protected users' *unperturbed* "
+        "test pictures; clean accuracy is measured on every other identity's test pictures. "
+        "Cloak `none` is the uncloaked baseline. Extractors are ordered by release date.",
+        "",
+        f"- records: {len(records)}; protected users: {first.get('protected_users')}",
+        f"- dataset: {first.get('dataset', {}).get('root')} ({first.get('dataset', {}).get('n_pictures')} "
+        f"pictures, {first.get('dataset', {}).get('n_identities')} identities)",
+        "",
+        "## Protection",
+        "",
+        protection_tables(summary) if len(summary) else "(no records)",
+        "",
+        "![protection heatmap](figures/protection_heatmap.png)",
+        "",
+        "## Cloak budgets (measured on the stored PNGs)",
+        "",
+        cloak_budget_table(cloak_figures) if cloak_figures else "(no cloaks)",
+        "",
+        "![clean vs cloaked examples](figures/examples.png)",
+        "",
+    ]
+    lines += list(extra_sections)
+    write_text("\n".join(lines) + "\n", out_dir / "report.md")
+    log.info("report: %d records -> %s", len(records), out_dir / "report.md")
+    return summary

@@ -1,0 +1,47 @@
+"""Glue for Snakemake ``script:`` files: logging into the rule's log file."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def log_to(log_path: str | Path, rule: str = "") -> Iterator[logging.Logger]:
+    """Send logging, stdout and stderr (tqdm progress included) of a rule to its log file."""
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", buffering=1) as fh:
+        handler = logging.StreamHandler(fh)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root = logging.getLogger()
+        root.handlers[:] = [handler]
+        root.setLevel(logging.INFO)
+        old_out, old_err = sys.stdout, sys.stderr
+        sys.stdout = sys.stderr = fh
+        logger = logging.getLogger(f"cloakbench.rule.{rule}" if rule else "cloakbench.rule")
+        start = time.perf_counter()
+        try:
+            yield logger
+        except BaseException:
+            logger.exception("rule %s failed", rule)
+            raise
+        finally:
+            logger.info("rule %s finished in %.1f s", rule, time.perf_counter() - start)
+            sys.stdout, sys.stderr = old_out, old_err
+            root.handlers[:] = []
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        from .errors import ConfigError
+        raise ConfigError("device: 'cuda' requested but torch sees no GPU (use cpu or auto)")
+    return device

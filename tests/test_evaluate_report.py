@@ -1,0 +1,76 @@
+import json
+
+import numpy as np
+import pandas as pd
+
+from cloakbench.evaluate import assemble, bootstrap_ci, evaluate, protection_metrics
+from cloakbench.report import load_records, write_report
+
+
+def synthetic(n_ids=5, n_train=4, n_test=3, poisoned=True, seed=0):
+    """Clustered embeddings; the protected user's training embeddings sit on another cluster."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_ids, 16)) * 5
+    rows, clean, scraped = [], [], []
+    for i in range(n_ids):
+        role = "protected" if i == 0 else "other"
+        for k in range(n_train + n_test):
+            split = "train" if k < n_train else "test"
+            iid = f"id{i}/{k}"
+            e = centres[i] + rng.normal(size=16) * 0.3
+            clean.append((iid, e.astype(np.float32)))
+            cl = poisoned and role == "protected" and split == "train"
+            if cl:
+                scraped.append((iid, (centres[1] + rng.normal(size=16) * 0.3).astype(np.float32)))
+            rows.append((iid, f"id{i}", role, split, cl, "scraped-c" if cl else "clean", ""))
+    scrape = pd.DataFrame(rows, columns=["image_id", "identity", "role", "split", "cloaked", "imageset", "path"])
+    emb = {"clean": pd.DataFrame(clean, columns=["image_id", "embedding"]),
+           "scraped-c": pd.DataFrame(scraped, columns=["image_id", "embedding"])}
+    return scrape, emb
+
+
+def test_assemble_uses_scraped_embeddings_for_cloaked_rows():
+    scrape, emb = synthetic()
+    split = assemble(scrape, emb)
+    assert len(split.y_train) == 20 and len(split.y_test) == 15
+    np.testing.assert_array_equal(split.x_train[0], emb["scraped-c"].embedding.iloc[0])
+
+
+def test_poisoning_gives_protection_and_clean_gives_none():
+    settings = {"cloak": "c", "extractor": "e"}
+    scrape, emb = synthetic(poisoned=True)
+    recs = evaluate(scrape, emb, classifiers=["knn1", "linear"], bootstrap=100, seed=0, settings=settings)
+    for r in recs:
+        assert r["metrics"]["protection"] == 1.0
+        assert r["metrics"]["clean_accuracy"] > 0.6
+    scrape, emb = synthetic(poisoned=False)
+    recs = evaluate(scrape, emb, classifiers=["knn1"], bootstrap=100, seed=0, settings=settings)
+    assert recs[0]["metrics"]["protection"] == 0.0 and recs[0]["metrics"]["clean_accuracy"] == 1.0
+
+
+def test_protection_metrics_and_bootstrap():
+    y = np.array(["a", "a", "b", "b", "c", "c"])
+    pred = np.array(["a", "x", "x", "x", "c", "c"])
+    role = np.array(["protected"] * 4 + ["other"] * 2)
+    m = protection_metrics(y, pred, role, bootstrap=200, seed=0)
+    assert m["protection_per_user"] == {"a": 0.5, "b": 1.0}
+    assert m["protection"] == 0.75 and m["clean_accuracy"] == 1.0
+    lo, hi = m["protection_ci95"]
+    assert 0.5 <= lo <= 0.75 <= hi <= 1.0
+    assert bootstrap_ci(np.array([0.3]), 100, 0) == (0.3, 0.3)
+
+
+def test_report_numbers_come_from_records(tmp_path):
+    scrape, emb = synthetic()
+    settings = {"cloak": "c", "extractor": "e", "extractor_info": {"release_date": "2020-01-01"},
+                "cloak_spec": {"release_date": "2021-01-01"}}
+    recs = evaluate(scrape, emb, classifiers=["knn1"], bootstrap=50, seed=0, settings=settings)
+    recs[0]["metrics"]["protection"] = 0.4321  # the report must print what the record says
+    (tmp_path / "r.json").write_text(json.dumps(recs))
+    summary = write_report(load_records([tmp_path / "r.json"]), tmp_path / "out", cloak_figures={},
+                           example_pairs=[])
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "0.43 [" in text
+    assert summary.loc[0, "protection"] == 0.4321
+    assert (tmp_path / "out" / "figures" / "protection_heatmap.png").stat().st_size > 1000
+    assert pd.read_parquet(tmp_path / "out" / "summary.parquet").shape[0] == 1

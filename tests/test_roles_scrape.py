@@ -1,0 +1,70 @@
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from cloakbench.data.roles import pictures_for_subset, select_users, shard_of
+from cloakbench.data.scrape import scrape
+from cloakbench.errors import ConfigError
+
+
+def make_manifest(n_ids=6, n_pics=5):
+    rows = []
+    for i in range(n_ids):
+        for k in range(n_pics):
+            rows.append((f"id{i}/{k}", f"id{i}", f"images/id{i}/{k}.png", "train" if k < 3 else "test"))
+    return pd.DataFrame(rows, columns=["image_id", "identity", "path", "split"])
+
+
+def test_select_users_seeded_and_explicit():
+    m = make_manifest()
+    r1 = select_users(m, n_protected=2, public_fraction=0.5, seed=3)
+    assert r1.equals(select_users(m, n_protected=2, public_fraction=0.5, seed=3))
+    assert (r1.role == "protected").sum() == 2 and (r1.role == "public").sum() == 2
+    r2 = select_users(m, protected=["id5"], public_fraction=0.0)
+    assert r2.set_index("identity").role["id5"] == "protected" and (r2.role == "public").sum() == 0
+    with pytest.raises(ConfigError, match="users.protected.*ghost"):
+        select_users(m, protected=["ghost"])
+    with pytest.raises(ConfigError, match="n_protected"):
+        select_users(m, n_protected=6)
+
+
+def test_shards_partition_the_subset():
+    m = make_manifest()
+    roles = select_users(m, n_protected=3, seed=0)
+    pics = pictures_for_subset(m, roles, "protected")
+    assert len(pics) == 9 and (pics.split == "train").all()
+    parts = [shard_of(pics, k, 4) for k in range(4)]
+    assert pd.concat(parts).equals(pics)
+
+
+def test_scrape_replaces_protected_training_pictures(tmp_path):
+    m = make_manifest(4, 5)
+    roles = select_users(m, n_protected=1, public_fraction=0.5, seed=0)
+    for p in m["path"]:
+        (tmp_path / p).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((16, 16, 3), 100, np.uint8)).save(tmp_path / p)
+    prot = pictures_for_subset(m, roles, "protected")
+    cloaked = []
+    for iid in prot["image_id"]:
+        p = tmp_path / "cloaked" / f"{iid}.png"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((16, 16, 3), 200, np.uint8)).save(p)
+        cloaked.append((iid, str(p)))
+    cloaked = pd.DataFrame(cloaked, columns=["image_id", "path"])
+    out = scrape(m, roles, tmp_path, cloaked, tmp_path / "s.parquet", tmp_path / "simg", cloak="c",
+                 protected_fraction=1.0)
+    tr_prot = out[(out.role == "protected") & (out.split == "train")]
+    assert tr_prot["cloaked"].all() and (tr_prot["imageset"] == "scraped-c").all()
+    assert not out.loc[out.split == "test", "cloaked"].any()
+    assert (out.loc[out.role != "protected", "imageset"] == "clean").all()
+    assert np.asarray(Image.open(tr_prot["path"].iloc[0]))[0, 0, 0] == 200
+    half = scrape(m, roles, tmp_path, cloaked, tmp_path / "s2.parquet", tmp_path / "simg2", cloak="c",
+                  protected_fraction=0.34)
+    assert half["cloaked"].sum() == 1
+    base = scrape(m, roles, tmp_path, None, tmp_path / "s3.parquet", tmp_path / "simg3", cloak="none",
+                  jpeg_quality=50)
+    assert not base["cloaked"].any()
+    assert (base.loc[base.split == "train", "imageset"] == "scraped-none").all()
+    with pytest.raises(FileNotFoundError, match="did perturb finish"):
+        scrape(m, roles, tmp_path, cloaked.iloc[:1], tmp_path / "s4.parquet", tmp_path / "i4", cloak="c")
