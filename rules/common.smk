@@ -1,20 +1,34 @@
 # Helpers shared by the rules: validated config, names, and input functions.
 import json
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from cloakbench.config import validate_config
+from cloakbench.config import missing_inputs, validate_config
 from cloakbench.errors import CloakbenchError
 from cloakbench.extractors.registry import extractor_class
 
 try:
     _validated = validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml",
-                                 base_dir=Path.cwd())
+                                 base_dir=Path.cwd(), check_paths=False)
 except CloakbenchError as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
 config.clear()
 config.update(_validated)
+
+# Data and weights the pipeline cannot make itself: listed when the Snakefile is read, so a
+# dry run (-n) names them and still shows the whole DAG; a real run stops in `onstart`,
+# before any job starts.
+MISSING_INPUTS = missing_inputs(config, base_dir=Path.cwd())
+if MISSING_INPUTS:
+    _msg = "missing inputs (provide them, or `dvc pull`):\n  " + "\n  ".join(MISSING_INPUTS)
+    print(f"WARNING: {_msg}", file=sys.stderr)
+
+
+onstart:
+    if MISSING_INPUTS:
+        raise WorkflowError("missing inputs, no job started:\n  " + "\n  ".join(MISSING_INPUTS))
 
 DATASET_DIR = "results/dataset"
 MANIFEST = f"{DATASET_DIR}/manifest.parquet"

@@ -5,6 +5,7 @@ rule report:
                        cloak=CLOAKS_AND_BASELINE, extractor=EXTRACTORS),
         shards=[d for c in CLOAKS for d in shard_dirs(c)],
         manifest=MANIFEST,
+        card=["results/dataset/card.json"] if CARD_EXTRACTORS else [],
     output:
         report="results/report.md",
         summary="results/summary.parquet",

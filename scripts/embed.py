@@ -7,7 +7,7 @@ from cloakbench.embed import embed_table
 from cloakbench.extractors.registry import build_extractor
 from cloakbench.workflow import log_to, resolve_device
 
-with log_to(snakemake.log[0], snakemake.rule):
+with log_to(snakemake.log[0], snakemake.rule, snakemake.threads):
     wc, p = snakemake.wildcards, snakemake.params
     device = resolve_device(p.device)
     table = pd.read_parquet(snakemake.input.table)

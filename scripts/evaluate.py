@@ -8,7 +8,7 @@ from cloakbench.extractors.registry import extractor_class
 from cloakbench.io import write_json
 from cloakbench.workflow import log_to
 
-with log_to(snakemake.log[0], snakemake.rule):
+with log_to(snakemake.log[0], snakemake.rule, snakemake.threads):
     wc, p = snakemake.wildcards, snakemake.params
     scrape = pd.read_parquet(snakemake.input.scrape)
     embeddings = {s: pd.read_parquet(f) for s, f in zip(p.imagesets, snakemake.input.embeddings)}

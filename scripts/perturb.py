@@ -7,7 +7,7 @@ from cloakbench.extractors.registry import extractor_loader
 from cloakbench.perturb import perturb_shard
 from cloakbench.workflow import log_to, resolve_device
 
-with log_to(snakemake.log[0], snakemake.rule):
+with log_to(snakemake.log[0], snakemake.rule, snakemake.threads):
     p, wc = snakemake.params, snakemake.wildcards
     device = resolve_device(p.device)
     checkpoints = {k: v for k, v in snakemake.input.items() if k not in ("manifest", "roles", "images")}

@@ -4,7 +4,7 @@ from pathlib import Path
 from cloakbench.data.prepare import prepare_dataset
 from cloakbench.workflow import log_to
 
-with log_to(snakemake.log[0], snakemake.rule):
+with log_to(snakemake.log[0], snakemake.rule, snakemake.threads):
     d = snakemake.params.dataset
     prepare_dataset(snakemake.params.root, Path(snakemake.output.manifest).parent, layout=d["layout"],
                     pre_aligned=d["pre_aligned"], image_size=d["image_size"],

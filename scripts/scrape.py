@@ -7,7 +7,7 @@ from cloakbench.data.scrape import scrape
 from cloakbench.perturb import collect_shards
 from cloakbench.workflow import log_to
 
-with log_to(snakemake.log[0], snakemake.rule):
+with log_to(snakemake.log[0], snakemake.rule, snakemake.threads):
     s, cloak = snakemake.params.scrape, snakemake.wildcards.cloak
     Path(snakemake.output.images).mkdir(parents=True, exist_ok=True)
     cloaked = collect_shards(list(snakemake.input.shards)) if cloak != "none" else None

@@ -6,7 +6,7 @@ import pandas as pd
 from cloakbench.extractors.training import train_extractor
 from cloakbench.workflow import log_to, resolve_device
 
-with log_to(snakemake.log[0], snakemake.rule) as log:
+with log_to(snakemake.log[0], snakemake.rule, snakemake.threads) as log:
     manifest = pd.read_parquet(snakemake.input.manifest)
     roles = pd.read_parquet(snakemake.input.roles)
     allowed = set(roles.loc[roles["role"] != "protected", "identity"])

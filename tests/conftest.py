@@ -42,3 +42,16 @@ def folder_dataset(tmp_path):
     for k in range(2):
         Image.fromarray(smooth_image(rng)).save(d / f"{k}.png")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """The tiny config (config/test.yaml) run once end to end, locally on 2 cores, in a
+    temporary working directory shared by every workflow test of the session (test_e2e,
+    test_slurm, test_dvc, test_incremental, test_killed_job). Read it, never write to it:
+    copy it first with ``smk_helpers.copy_workdir``."""
+    from smk_helpers import run_snakemake
+
+    work = tmp_path_factory.mktemp("e2e")
+    run_snakemake(work)
+    return work

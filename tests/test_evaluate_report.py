@@ -68,7 +68,7 @@ def test_report_numbers_come_from_records(tmp_path):
     recs[0]["metrics"]["protection"] = 0.4321  # the report must print what the record says
     (tmp_path / "r.json").write_text(json.dumps(recs))
     summary = write_report(load_records([tmp_path / "r.json"]), tmp_path / "out", cloak_figures={},
-                           example_pairs=[])
+                           example_rows=[])
     text = (tmp_path / "out" / "report.md").read_text()
     assert "0.43 [" in text
     assert summary.loc[0, "protection"] == 0.4321

@@ -102,9 +102,34 @@ def check_semantics(cfg: dict[str, Any], *, base_dir: Path, check_paths: bool = 
                     "differentiable, so a gradient-based cloak cannot use it")
         if cls.needs_gradients and not spec.get("ensemble"):
             raise ConfigError(f"cloaks.{name}.ensemble: a '{spec['type']}' cloak needs at least one extractor")
-    if check_paths and not cfg["demo"]["enabled"]:
-        root = Path(cfg["dataset"]["root"])
-        root = root if root.is_absolute() else base_dir / root
-        if not root.is_dir():
-            raise ConfigError(f"config key 'dataset.root': folder {root} does not exist "
-                              "(point it at your dataset, or set demo.enabled: true)")
+    if check_paths:
+        missing = missing_inputs(cfg, base_dir=base_dir)
+        if missing:
+            raise ConfigError("missing inputs:\n  " + "\n  ".join(missing))
+
+
+def missing_inputs(cfg: dict[str, Any], *, base_dir: str | Path = ".") -> list[str]:
+    """Files and folders the config names that are not there, one message per item.
+
+    The dataset folder (unless the demo generates it) and every configured weight file
+    (``extractors.*.weights``, ``cloaks.*.params.*_weights``). Each message names the key.
+    """
+    base_dir = Path(base_dir)
+
+    def absent(value: Any) -> Path | None:
+        path = Path(str(value)).expanduser()
+        path = path if path.is_absolute() else base_dir / path
+        return None if path.exists() else path
+
+    out = []
+    if not cfg["demo"]["enabled"] and (p := absent(cfg["dataset"]["root"])):
+        out.append(f"config key 'dataset.root': folder {p} does not exist "
+                   "(point it at your dataset, `dvc pull` it, or set demo.enabled: true)")
+    for name, spec in cfg["extractors"].items():
+        if spec.get("weights") and (p := absent(spec["weights"])):
+            out.append(f"config key 'extractors.{name}.weights': weight file {p} not found")
+    for name, spec in cfg.get("cloaks", {}).items():
+        for key, value in (spec.get("params") or {}).items():
+            if key.endswith("_weights") and value and (p := absent(value)):
+                out.append(f"config key 'cloaks.{name}.params.{key}': weight file {p} not found")
+    return out

@@ -38,9 +38,32 @@ def summarise(records: list[dict[str, Any]]) -> pd.DataFrame:
             "n_train": m["n_train"], "n_train_cloaked": m["n_train_cloaked"],
             "extractor_release": s.get("extractor_info", {}).get("release_date"),
             "cloak_release": (s.get("cloak_spec") or {}).get("release_date"),
+            "relation": relation(r["extractor"], s.get("extractor_info", {}).get("release_date"),
+                                 s.get("cloak_spec")),
             "settings_json": json.dumps(s, sort_keys=True),
         })
     return pd.DataFrame(rows).sort_values(["classifier", "cloak", "extractor"]).reset_index(drop=True)
+
+
+def relation(extractor: str, extractor_release: str | None, cloak_spec: dict | None) -> str:
+    """How an extractor stands to a cloak on the timeline.
+
+    ``known``: in the cloak's ensemble (its author computed the cloak against it);
+    ``future``: released after the cloak (its author could not have known it);
+    ``past``: released before the cloak but not in its ensemble; ``undated``: a date is missing;
+    ``baseline``: no cloak.
+    """
+    if not cloak_spec:
+        return "baseline"
+    if extractor in (cloak_spec.get("ensemble") or []):
+        return "known"
+    cloak_release = cloak_spec.get("release_date")
+    if not extractor_release or not cloak_release:
+        return "undated"
+    return "future" if str(extractor_release) > str(cloak_release) else "past"
+
+
+MARK = {"known": "K", "future": "F", "past": "P", "undated": "?", "baseline": ""}
 
 
 def extractor_order(summary: pd.DataFrame) -> list[str]:
@@ -68,7 +91,8 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 def protection_tables(summary: pd.DataFrame) -> str:
     exs, cls = extractor_order(summary), cloak_order(summary)
-    parts = []
+    parts = ["Marks: (K) extractor in the cloak's ensemble, (F) future extractor released after the "
+             "cloak, (P) older extractor the cloak did not target, (?) a release date is missing."]
     for clf in sorted(summary["classifier"].unique()):
         sub = summary[summary["classifier"] == clf].set_index(["cloak", "extractor"])
         rows = []
@@ -77,7 +101,9 @@ def protection_tables(summary: pd.DataFrame) -> str:
             for e in exs:
                 if (c, e) in sub.index:
                     r = sub.loc[(c, e)]
-                    row.append(_fmt(r.protection, r.protection_lo, r.protection_hi))
+                    mark = MARK[r.relation]
+                    row.append(_fmt(r.protection, r.protection_lo, r.protection_hi)
+                               + (f" ({mark})" if mark else ""))
                 else:
                     row.append("")
             rows.append(row)
@@ -92,6 +118,20 @@ def protection_tables(summary: pd.DataFrame) -> str:
                      + f"\n\n### Clean accuracy on the other identities, classifier `{clf}`\n\n"
                      + markdown_table(["cloak \\ extractor"] + exs, acc_rows))
     return "\n\n".join(parts)
+
+
+def timeline_table(summary: pd.DataFrame) -> str:
+    """Extractors in release order and, for each cloak, whether the cloak knew them."""
+    exs, cls = extractor_order(summary), [c for c in cloak_order(summary) if c != "none"]
+    first = summary.drop_duplicates(["cloak", "extractor"]).set_index(["cloak", "extractor"])
+    rel = summary.drop_duplicates("extractor").set_index("extractor")["extractor_release"]
+    crel = summary.drop_duplicates("cloak").set_index("cloak")["cloak_release"]
+    rows = []
+    for e in exs:
+        rows.append([e, str(rel.get(e) or "?")] + [first.loc[(c, e)].relation if (c, e) in first.index else ""
+                                                     for c in cls])
+    header = ["extractor", "released"] + [f"{c} ({crel.get(c) or '?'})" for c in cls]
+    return markdown_table(header, rows)
 
 
 def heatmap(summary: pd.DataFrame, out_png: str | Path) -> None:
@@ -122,26 +162,35 @@ def heatmap(summary: pd.DataFrame, out_png: str | Path) -> None:
     plt.close(fig)
 
 
-def examples_grid(pairs: list[tuple[str, str, str]], out_png: str | Path, magnify: float = 10.0) -> None:
-    """Rows of (label, clean path, cloaked path): clean | cloaked | |difference| x magnify."""
+def examples_grid(rows: list[tuple[str, dict[str, str]]], out_png: str | Path, magnify: float = 10.0) -> None:
+    """One row per picture: clean, then for each cloak the cloaked picture and |difference| x magnify.
+
+    ``rows`` holds (clean path, {cloak name: cloaked path}).
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = max(len(pairs), 1)
-    fig, axes = plt.subplots(n, 3, figsize=(6, 2.1 * n), squeeze=False)
-    for i, (label, clean_p, cloak_p) in enumerate(pairs):
-        a, b = read_rgb(clean_p).astype(float), read_rgb(cloak_p).astype(float)
-        diff = np.clip(np.abs(b - a) * magnify, 0, 255).astype(np.uint8)
-        for ax, img, title in zip(axes[i], [a.astype(np.uint8), b.astype(np.uint8), diff],
-                                  ["clean", label, f"|diff| x{magnify:g}"]):
-            ax.imshow(img)
-            ax.set_title(title, fontsize=8)
-            ax.axis("off")
-    if not pairs:
+    cloaks = sorted({c for _, d in rows for c in d})
+    n, m = max(len(rows), 1), 1 + 2 * len(cloaks)
+    fig, axes = plt.subplots(n, m, figsize=(1.9 * m, 2.0 * n), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, (clean_p, cloaked) in enumerate(rows):
+        a = read_rgb(clean_p)
+        axes[i][0].imshow(a)
+        axes[i][0].set_title("clean", fontsize=8)
+        for j, c in enumerate(cloaks):
+            if c not in cloaked:
+                continue
+            b = read_rgb(cloaked[c])
+            diff = np.clip(np.abs(b.astype(float) - a) * magnify, 0, 255).astype(np.uint8)
+            axes[i][1 + 2 * j].imshow(b)
+            axes[i][1 + 2 * j].set_title(c, fontsize=8)
+            axes[i][2 + 2 * j].imshow(diff)
+            axes[i][2 + 2 * j].set_title(f"|diff| x{magnify:g}", fontsize=8)
+    if not rows:
         axes[0][0].text(0.5, 0.5, "no cloaks configured", ha="center")
-        for ax in axes[0]:
-            ax.axis("off")
     with atomic_path(out_png) as tmp:
         fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
     plt.close(fig)
@@ -155,14 +204,35 @@ def cloak_budget_table(figures: dict[str, pd.DataFrame]) -> str:
     return markdown_table(["cloak", "pictures", "mean DSSIM", "max L-inf", "mean L2", "s/picture"], rows)
 
 
+def dataset_card_section(card: dict[str, Any], sheet: str | None) -> str:
+    """The dataset card (figures computed by the dataset_card rule) as markdown."""
+    q = card["quality"]
+    rows = []
+    for name, e in q["extractors"].items():
+        rate = e.get("merged_pair_rate")
+        rows.append([name, f"{e['linear_accuracy']:.3f}", f"{e['knn1_accuracy']:.3f}",
+                     f"{e['same_identity_mean']:.3f} / {e['different_identity_mean']:.3f} ({e['metric']})",
+                     "n/a" if rate is None else f"{e['merged_pairs']}/{e['identity_pairs']} = {rate:.1%}"])
+    text = [f"## Dataset: how recognisable its identities are ({card['n_identities']} identities, "
+            f"{card['n_pictures']} pictures)", "",
+            "Clean identification (linear probe, 1-NN) on the test pictures by the real recognisers, and "
+            "the identity pairs a verifier would merge (mean cross-picture SFace cosine > 0.363, or dlib "
+            "distance < 0.6).", "",
+            markdown_table(["extractor", "linear probe acc.", "1-NN acc.", "same / different identity score",
+                            "identity pairs merged"], rows)]
+    if sheet:
+        text += ["", f"![contact sheet]({sheet})"]
+    return "\n".join(text) + "\n"
+
+
 def write_report(records: list[dict[str, Any]], out_dir: str | Path, *,
-                 cloak_figures: dict[str, pd.DataFrame], example_pairs: list[tuple[str, str, str]],
+                 cloak_figures: dict[str, pd.DataFrame], example_rows: list[tuple[str, dict[str, str]]],
                  extra_sections: Sequence[str] = ()) -> pd.DataFrame:
     out_dir = Path(out_dir)
     summary = summarise(records)
     write_parquet(summary, out_dir / "summary.parquet")
     heatmap(summary, out_dir / "figures" / "protection_heatmap.png")
-    examples_grid(example_pairs, out_dir / "figures" / "examples.png")
+    examples_grid(example_rows, out_dir / "figures" / "examples.png")
     first = records[0]["settings"] if records else {}
     lines = [
         "# cloakbench report",
@@ -174,6 +244,10 @@ def write_report(records: list[dict[str, Any]], out_dir: str | Path, *,
         f"- records: {len(records)}; protected users: {first.get('protected_users')}",
         f"- dataset: {first.get('dataset', {}).get('root')} ({first.get('dataset', {}).get('n_pictures')} "
         f"pictures, {first.get('dataset', {}).get('n_identities')} identities)",
+        "",
+        "## Timeline: which extractors each cloak knew",
+        "",
+        timeline_table(summary) if len(summary) else "(no records)",
         "",
         "## Protection",
         "",

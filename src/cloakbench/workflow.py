@@ -11,8 +11,15 @@ from typing import Iterator
 
 
 @contextlib.contextmanager
-def log_to(log_path: str | Path, rule: str = "") -> Iterator[logging.Logger]:
-    """Send logging, stdout and stderr (tqdm progress included) of a rule to its log file."""
+def log_to(log_path: str | Path, rule: str = "", threads: int | None = None) -> Iterator[logging.Logger]:
+    """Send logging, stdout and stderr (tqdm progress included) of a rule to its log file.
+
+    ``threads``: the rule's thread budget; torch is held to it, because torch's default
+    (one thread per core) oversubscribes the machine when Snakemake runs jobs side by side.
+    """
+    if threads:
+        import torch
+        torch.set_num_threads(int(threads))
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", buffering=1) as fh:

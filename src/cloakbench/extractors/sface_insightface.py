@@ -17,6 +17,7 @@ cross into numpy. Use it as a recogniser, never in a cloak's ensemble.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 
 from ..errors import MissingWeightsError
 from ..images import to_uint8
-from .base import Extractor
+from .base import Extractor, ExtractorInfo
 from .registry import register_extractor
 from .sface import PUBLISHED_AT, SFACE_MEAN, SFACE_STD, float_onnx_path
 
@@ -39,7 +40,7 @@ class SFaceInsightface(Extractor):
 
     type_name = "sface_insightface"
     family = "MobileFaceNet (SFace)"
-    release = "2021-12"
+    release = "2021-12-01"  # OpenCV Zoo face_recognition_sface_2021dec
     input_size = 112
     mean = SFACE_MEAN
     std = SFACE_STD
@@ -74,10 +75,14 @@ class SFaceInsightface(Extractor):
         feats = self.model.get_feat(bgr)
         return torch.from_numpy(np.asarray(feats, dtype=np.float32)).to(x.device)
 
-    def info(self):
-        info = super().info()
-        extra = {"onnx_float": str(self.onnx_path), "source": PUBLISHED_AT,
+    @classmethod
+    def describe(cls, name: str, spec: dict[str, Any]) -> ExtractorInfo:
+        info = super().describe(name, spec)
+        extra = {"source": spec.get("weights") or PUBLISHED_AT, "release": cls.release,
                  "runtime": "insightface.model_zoo ArcFaceONNX (onnxruntime)",
                  "input_mean_px": INPUT_MEAN, "input_std_px": INPUT_STD}
-        return type(info)(**{**info.__dict__, "extra": extra,
-                             "release_date": info.release_date or self.release})
+        return dataclasses.replace(info, release_date=info.release_date or cls.release, extra=extra)
+
+    def info(self) -> ExtractorInfo:
+        info = super().info()
+        return dataclasses.replace(info, extra={**info.extra, "onnx_float": str(self.onnx_path)})

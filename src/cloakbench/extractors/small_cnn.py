@@ -27,21 +27,21 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 
 @register_extractor
 class SmallCNN(TrainedExtractor):
-    """4 conv blocks (32-64-96-128 channels) at 64x64 -> 128-d embedding."""
+    """4 conv blocks (24-48-96-128 channels) at 64x64 -> 128-d embedding."""
 
     type_name = "small_cnn"
     family = "small CNN (in-pipeline)"
     input_size = 64
     embedding_dim = 128
     augmentation = "flip"
-    widths = (32, 64, 96, 128)
+    widths = (24, 48, 96, 128)
 
     def __init__(self, name: str = "small_cnn", spec: dict[str, Any] | None = None):
         super().__init__(name, spec)
         chans = (3,) + tuple(self.widths)
         self.features = nn.Sequential(*[_block(a, b) for a, b in zip(chans[:-1], chans[1:])])
         side = self.input_size // 2 ** len(self.widths)
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.2),
+        self.head = nn.Sequential(nn.Flatten(),
                                   nn.Linear(self.widths[-1] * side * side, self.embedding_dim),
                                   nn.BatchNorm1d(self.embedding_dim))
 

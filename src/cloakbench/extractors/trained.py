@@ -4,7 +4,9 @@ Why a base class: every in-pipeline generation needs the same three things beyon
 architecture:
 
 * deterministic initialisation from a ``torch.Generator`` (``init_weights``), so that training
-  with a seed never depends on the global RNG or on what ran before in the process;
+  with a seed never depends on the global RNG or on what ran before in the process (for the
+  same reason the architectures have no dropout layers: regularisation comes from BN, weight
+  decay and augmentation);
 * ``from_checkpoint``: load a plain state dict with ``torch.load(weights_only=True)`` (no
   pickled code is ever executed) and turn every failure into a :class:`MissingWeightsError`
   that names the file and the rule that makes it;

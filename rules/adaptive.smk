@@ -1,0 +1,205 @@
+# The adaptive trainer (src/cloakbench/adaptive/): robust extractors, end-to-end classifier,
+# detection of cloaked pictures, time travel, accuracy-preserving combinations.
+#
+# Robust extractors are ordinary `extractors:` entries of `type: robust` (base, cloaks, train):
+# rule robust_train makes their checkpoint results/extractors/<name>.pt (instead of
+# train_extractor), and the standard embed -> evaluate rules do the rest, so every classifier
+# is reported for them. Everything else is configured under `adaptive:`.
+from cloakbench.adaptive.settings import check_adaptive_config
+
+try:
+    ADAPTIVE = check_adaptive_config(config)  # also fills extractors.<robust>.base_spec
+except CloakbenchError as exc:
+    raise WorkflowError(f"invalid configuration: {exc}") from None
+
+ROBUST = ADAPTIVE["robust"]
+DETECTORS = ADAPTIVE["detection"]["detectors"]
+
+
+def adaptive_targets():
+    """Every adaptive output, by kind (what the report rule takes as extra inputs)."""
+    ft, det, tt, cb = (ADAPTIVE[k] for k in ("finetune", "detection", "timetravel", "combine"))
+    return {
+        "finetune": [f"results/adaptive/finetune/{c}/{e}.json" for c in ft["cloaks"] for e in ft["extractors"]],
+        "robust_meta": [f"results/extractors/{n}.json" for n in ROBUST],
+        "detection": [f"results/adaptive/detection/{d}/{c}.json" for d in DETECTORS for c in det["train_cloaks"]],
+        "timetravel": [f"results/adaptive/timetravel/{o}__{n}/{e}.json"
+                       for o, n in tt["pairs"] for e in tt["extractors"]],
+        "combine": [f"results/adaptive/combine/{c}/{a}__{r}.json" for c in cb["cloaks"] for a, r in cb["pairs"]],
+    }
+
+
+ADAPTIVE_TARGETS = adaptive_targets()
+
+
+ruleorder: robust_train > train_extractor
+
+
+# robust_train: fine-tune a robust extractor on public clean + self-cloaked pictures (never a
+# protected user's; the .reads.parquet manifest lists every picture opened).
+rule robust_train:
+    input:
+        unpack(lambda wc: {"base_checkpoint": checkpoint_path(ROBUST[wc.extractor]["base"])}
+               if ROBUST[wc.extractor]["base"] in TRAINED else {}),
+        manifest=MANIFEST,
+        roles=ROLES,
+        images=f"{DATASET_DIR}/images",
+        shards=lambda wc: [d for c in ROBUST[wc.extractor]["cloaks"] for d in shard_dirs(c, "public")],
+    output:
+        checkpoint="results/extractors/{extractor}.pt",
+        meta="results/extractors/{extractor}.json",
+        reads="results/extractors/{extractor}.reads.parquet",
+    wildcard_constraints:
+        extractor=_alternation(list(ROBUST)),
+    params:
+        spec=lambda wc: config["extractors"][wc.extractor],
+        base=lambda wc: ROBUST[wc.extractor]["base"],
+        base_spec=lambda wc: ROBUST[wc.extractor]["base_spec"],
+        cloaks=lambda wc: ROBUST[wc.extractor]["cloaks"],
+        train=lambda wc: ROBUST[wc.extractor]["train"],
+        seed=config["seed"],
+        device=config["device"],
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=240,
+        gpu=lambda wc: 1 if config["device"] != "cpu" else 0,
+    log:
+        "logs/adaptive/robust_train/{extractor}.log",
+    script:
+        "../scripts/robust_train.py"
+
+
+# finetune_evaluate: the end-to-end classifier (extractor + linear head) on one scraped set.
+rule finetune_evaluate:
+    input:
+        unpack(lambda wc: checkpoints_for([wc.extractor])),
+        scrape="results/scrape/{cloak}/scrape.parquet",
+        scraped_images="results/scrape/{cloak}/images",
+        images=f"{DATASET_DIR}/images",
+    output:
+        "results/adaptive/finetune/{cloak}/{extractor}.json",
+    params:
+        extractor_spec=lambda wc: config["extractors"][wc.extractor],
+        cloak_spec=lambda wc: config["cloaks"].get(wc.cloak),
+        train=ADAPTIVE["finetune"]["train"],
+        evaluate=config["evaluate"],
+        scrape=config["scrape"],
+        dataset=config["dataset"],
+        seed=config["seed"],
+        device=config["device"],
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=240,
+        gpu=lambda wc: 1 if config["device"] != "cpu" else 0,
+    log:
+        "logs/adaptive/finetune/{cloak}/{extractor}.log",
+    script:
+        "../scripts/finetune_evaluate.py"
+
+
+# detect: one detector trained on one cloak's public (clean, cloaked) pairs, tested on every
+# test cloak's scraped protected pictures (cross-cloak when they differ).
+rule detect:
+    input:
+        unpack(lambda wc: checkpoints_for([DETECTORS[wc.detector].get("extractor")]
+                                          if DETECTORS[wc.detector]["type"] == "features" else [])),
+        manifest=MANIFEST,
+        roles=ROLES,
+        images=f"{DATASET_DIR}/images",
+        shards=lambda wc: shard_dirs(wc.train_cloak, "public"),
+        scrapes=[f"results/scrape/{c}/scrape.parquet" for c in ADAPTIVE["detection"]["test_cloaks"]],
+        scraped_images=[f"results/scrape/{c}/images" for c in ADAPTIVE["detection"]["test_cloaks"]],
+    output:
+        "results/adaptive/detection/{detector}/{train_cloak}.json",
+    wildcard_constraints:
+        detector=_alternation(list(DETECTORS)),
+        train_cloak=_alternation(ADAPTIVE["detection"]["train_cloaks"]),
+    params:
+        detector=lambda wc: DETECTORS[wc.detector],
+        extractor_spec=lambda wc: config["extractors"].get(DETECTORS[wc.detector].get("extractor") or "", {}),
+        test_cloaks=ADAPTIVE["detection"]["test_cloaks"],
+        seed=config["seed"],
+        device=config["device"],
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=lambda wc: 1 if config["device"] != "cpu" else 0,
+    log:
+        "logs/adaptive/detect/{detector}/{train_cloak}.log",
+    script:
+        "../scripts/detect.py"
+
+
+def _timetravel_imagesets(wc):
+    return list(dict.fromkeys(imagesets_for(wc.old) + imagesets_for(wc.new)))
+
+
+# timetravel: protected users cloaked the first part of their pictures with the old cloak and
+# the rest with the new one; reuses both cloaks' scrape tables and embeddings.
+rule timetravel:
+    input:
+        old="results/scrape/{old}/scrape.parquet",
+        new="results/scrape/{new}/scrape.parquet",
+        embeddings=lambda wc: [f"results/embeddings/{wc.extractor}/{s}.parquet" for s in _timetravel_imagesets(wc)],
+    output:
+        "results/adaptive/timetravel/{old}__{new}/{extractor}.json",
+    wildcard_constraints:
+        old=_alternation(CLOAKS),
+        new=_alternation(CLOAKS),
+    params:
+        imagesets=_timetravel_imagesets,
+        switch_fraction=ADAPTIVE["timetravel"]["switch_fraction"],
+        extractor_spec=lambda wc: config["extractors"][wc.extractor],
+        old_spec=lambda wc: config["cloaks"][wc.old],
+        new_spec=lambda wc: config["cloaks"][wc.new],
+        evaluate=config["evaluate"],
+        scrape=config["scrape"],
+        dataset=config["dataset"],
+        seed=config["seed"],
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    log:
+        "logs/adaptive/timetravel/{old}__{new}/{extractor}.log",
+    script:
+        "../scripts/timetravel.py"
+
+
+# combine: top-2 and confidence thresholding of an accurate and a robust extractor (1-NN).
+rule combine:
+    input:
+        scrape="results/scrape/{cloak}/scrape.parquet",
+        embeddings=lambda wc: [f"results/embeddings/{e}/{s}.parquet"
+                               for e in (wc.accurate, wc.robust) for s in imagesets_for(wc.cloak)],
+    output:
+        "results/adaptive/combine/{cloak}/{accurate}__{robust}.json",
+    wildcard_constraints:
+        accurate=_alternation(EXTRACTORS),
+        robust=_alternation(EXTRACTORS),
+    params:
+        imagesets=lambda wc: imagesets_for(wc.cloak),
+        quantile=ADAPTIVE["combine"]["quantile"],
+        sweep=ADAPTIVE["combine"]["sweep"],
+        bootstrap=config["evaluate"]["bootstrap"],
+        scrape=config["scrape"],
+        seed=config["seed"],
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    log:
+        "logs/adaptive/combine/{cloak}/{accurate}__{robust}.log",
+    script:
+        "../scripts/combine.py"
+
+
+# adaptive: every adaptive output (also reached through `all`).
+rule adaptive:
+    input:
+        [f for files in ADAPTIVE_TARGETS.values() for f in files],
+        expand("results/records/{cloak}/{extractor}.json", cloak=CLOAKS_AND_BASELINE, extractor=list(ROBUST)),
+    localrule: True

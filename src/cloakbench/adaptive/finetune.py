@@ -1,0 +1,94 @@
+"""End-to-end classifier: fine-tune extractor + linear head on the scraped training set.
+
+Beside 1-NN and the linear probe on frozen features (:mod:`cloakbench.evaluate`), the study's
+third recogniser fine-tunes the whole extractor with a linear softmax head over every identity
+of the scraped training set (FaceCure's ``eval_e2e.py``: cross-entropy, Adadelta, batch 32,
+10 epochs, random horizontal flips, identities sampled evenly). Its predictions on the test
+pictures go through :func:`cloakbench.evaluate.protection_metrics`, so its records have the
+same shape as the other classifiers' (classifier name ``finetune``) and the report can put
+them in the same tables.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..evaluate import protection_metrics
+from ..extractors.base import Extractor
+from . import _train
+
+log = logging.getLogger(__name__)
+
+CLASSIFIER = "finetune"
+
+
+@dataclass
+class FinetuneResult:
+    predictions: np.ndarray      # predicted identity per test picture
+    classes: list[str]
+    history: list[dict[str, float]]
+    settings: dict[str, Any]
+    seconds: float
+
+
+def finetune_classify(model: Extractor, train: Sequence[tuple[str | Path, str]],
+                      test_paths: Sequence[str | Path], *, seed: int = 0, device: str = "cpu",
+                      settings: dict[str, Any] | None = None,
+                      log_read_paths: list[str] | None = None) -> FinetuneResult:
+    """Fine-tune ``model`` + a linear head on (path, identity) pairs; predict ``test_paths``.
+
+    ``settings`` override ``_train.TRAIN_DEFAULTS`` (the original's recipe). ``model`` is
+    trained in place (pass a fresh copy if it is used elsewhere).
+    """
+    t0 = time.time()
+    s = _train.train_settings(settings, f"end-to-end fine-tuning of '{getattr(model, 'name', '?')}'")
+    labels = [str(y) for _, y in train]
+    classes = sorted(set(labels))
+    index = {c: i for i, c in enumerate(classes)}
+    images = _train.read_pictures([p for p, _ in train], reads=log_read_paths, desc="finetune: read train")
+    targets = torch.tensor([index[y] for y in labels], dtype=torch.long)
+    log.info("end-to-end fine-tuning of %s: %d pictures of %d identities, %s", model.name, len(labels),
+             len(classes), s)
+    head, history = _train.fit(model, images, targets, len(classes), s, seed=seed, device=device,
+                               desc=f"finetune {model.name}")
+    test = _train.read_pictures(list(test_paths), reads=log_read_paths, size=images.shape[-1],
+                                desc="finetune: read test")
+    pred_idx = _train.predict_logits(model, head, test, device=device).argmax(1).numpy()
+    predictions = np.array(classes, dtype=object)[pred_idx] if len(pred_idx) else np.array([], dtype=object)
+    return FinetuneResult(predictions, classes, history, s, round(time.time() - t0, 2))
+
+
+def finetune_evaluate(scrape: pd.DataFrame, model: Extractor, *, settings: dict[str, Any],
+                      train_settings: dict[str, Any] | None = None, bootstrap: int, seed: int,
+                      device: str = "cpu") -> list[dict[str, Any]]:
+    """One record (classifier ``finetune``) for a scrape table, in :func:`evaluate.evaluate`'s shape.
+
+    ``settings`` must hold ``cloak`` and ``extractor`` (as for ``evaluate``); the training
+    hyperparameters are added to it under ``finetune``.
+    """
+    table = scrape.sort_values("image_id").reset_index(drop=True)
+    tr = table[table["split"] == "train"]
+    te = table[table["split"] != "train"]
+    result = finetune_classify(model, list(zip(tr["path"], tr["identity"])), list(te["path"]),
+                               seed=seed, device=device, settings=train_settings)
+    y_true = te["identity"].to_numpy()
+    metrics = protection_metrics(y_true, result.predictions.astype(str), te["role"].to_numpy(),
+                                 bootstrap=bootstrap, seed=seed)
+    metrics["n_train"] = int(len(tr))
+    metrics["n_train_cloaked"] = int(tr["cloaked"].sum())
+    metrics["train_history"] = result.history
+    metrics["seconds"] = result.seconds
+    rec = {"experiment": f"{settings['cloak']}/{settings['extractor']}/{CLASSIFIER}",
+           "classifier": CLASSIFIER, "cloak": settings["cloak"], "extractor": settings["extractor"],
+           "settings": {**settings, "finetune": result.settings}, "metrics": metrics}
+    log.info("%s: protection %.3f [%.3f, %.3f], clean accuracy %.3f", rec["experiment"],
+             metrics["protection"], *metrics["protection_ci95"], metrics["clean_accuracy"])
+    return [rec]

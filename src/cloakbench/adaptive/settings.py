@@ -1,0 +1,117 @@
+"""The ``adaptive:`` config section: semantic checks the JSON schema cannot express.
+
+Called once when the workflow is parsed (``rules/adaptive.smk``), so a wrong name fails before
+any job starts, with a message naming the key. Also checks every extractor entry of type
+``robust`` and records its base's spec in it (see :func:`.robust.expand_robust_specs`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pandas as pd
+
+from ..errors import ConfigError
+from ..extractors.registry import extractor_class
+from . import _train
+from .detection import detector_settings
+from .robust import expand_robust_specs
+
+
+def _names(value: Any, known: list[str], key: str, what: str) -> list[str]:
+    if value is None:
+        return list(known)
+    for v in value:
+        if v not in known:
+            raise ConfigError(f"{key}: unknown {what} '{v}' (configured: {', '.join(known) or 'none'})")
+    return list(value)
+
+
+def check_adaptive_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Validate ``config['adaptive']`` (defaults already filled by the schema) and the robust
+    extractor entries. Returns the resolved plan::
+
+        {robust: {name: {base, base_spec, cloaks, train}},
+         finetune: {extractors, cloaks, train}, detection: {detectors: {name: settings},
+         train_cloaks, test_cloaks}, timetravel: {pairs: [(old, new)], switch_fraction,
+         extractors}, combine: {pairs: [(accurate, robust)], cloaks, quantile, sweep},
+         public_cloaks: cloaks whose `public` subset must be perturbed}
+    """
+    a = config.get("adaptive") or {}
+    extractors = list(config["extractors"])
+    cloaks = list(config.get("cloaks") or {})
+    robust = expand_robust_specs(config)
+
+    ft = a.get("finetune") or {}
+    finetune = {
+        "extractors": _names(ft.get("extractors") or [], extractors, "adaptive.finetune.extractors", "extractor"),
+        "cloaks": _names(ft.get("cloaks"), ["none"] + cloaks, "adaptive.finetune.cloaks", "cloak"),
+        "train": _train.train_settings(ft.get("train"), "adaptive.finetune.train"),
+    }
+    for name in finetune["extractors"]:
+        cls = extractor_class(config["extractors"][name]["type"], name=name)
+        if not cls.differentiable:
+            raise ConfigError(f"adaptive.finetune.extractors: '{name}' ({cls.type_name}) is not "
+                              "differentiable, so it cannot be fine-tuned end to end")
+
+    det = a.get("detection") or {}
+    detectors = {n: detector_settings(n, dict(s)) for n, s in (det.get("detectors") or {}).items()}
+    for n, s in detectors.items():
+        if s["type"] == "features" and s.get("extractor") and s["extractor"] not in extractors:
+            raise ConfigError(f"adaptive.detection.detectors.{n}.extractor: unknown extractor "
+                              f"'{s['extractor']}' (configured: {', '.join(extractors)})")
+    detection = {
+        "detectors": detectors,
+        "train_cloaks": _names(det.get("train_cloaks"), cloaks, "adaptive.detection.train_cloaks", "cloak"),
+        "test_cloaks": _names(det.get("test_cloaks"), cloaks, "adaptive.detection.test_cloaks", "cloak"),
+    }
+    if not detectors:
+        detection["train_cloaks"], detection["test_cloaks"] = [], []
+
+    tt = a.get("timetravel") or {}
+    pairs = []
+    for i, p in enumerate(tt.get("pairs") or []):
+        for k in ("old", "new"):
+            if p.get(k) not in cloaks:
+                raise ConfigError(f"adaptive.timetravel.pairs[{i}].{k}: unknown cloak {p.get(k)!r} "
+                                  f"(configured: {', '.join(cloaks) or 'none'})")
+        if p["old"] == p["new"]:
+            raise ConfigError(f"adaptive.timetravel.pairs[{i}]: old and new are the same cloak '{p['old']}'")
+        pairs.append((p["old"], p["new"]))
+    timetravel = {"pairs": pairs, "switch_fraction": float(tt.get("switch_fraction", 0.5)),
+                  "extractors": _names(tt.get("extractors"), extractors, "adaptive.timetravel.extractors",
+                                       "extractor")}
+
+    cb = a.get("combine") or {}
+    cpairs = []
+    for i, p in enumerate(cb.get("pairs") or []):
+        for k in ("accurate", "robust"):
+            if p.get(k) not in extractors:
+                raise ConfigError(f"adaptive.combine.pairs[{i}].{k}: unknown extractor {p.get(k)!r} "
+                                  f"(configured: {', '.join(extractors)})")
+        if p["accurate"] == p["robust"]:
+            raise ConfigError(f"adaptive.combine.pairs[{i}]: accurate and robust are the same extractor")
+        cpairs.append((p["accurate"], p["robust"]))
+    combine = {"pairs": cpairs, "cloaks": _names(cb.get("cloaks"), cloaks, "adaptive.combine.cloaks", "cloak"),
+               "quantile": float(cb.get("quantile", 0.9)), "sweep": [float(q) for q in cb.get("sweep") or []]}
+
+    public = sorted({c for r in robust.values() for c in r["cloaks"]} | set(detection["train_cloaks"]),
+                    key=cloaks.index)
+    return {"robust": robust, "finetune": finetune, "detection": detection, "timetravel": timetravel,
+            "combine": combine, "public_cloaks": public}
+
+
+def record_settings(*, cloak: str, extractor: str, extractor_spec: dict[str, Any],
+                    cloak_spec: dict[str, Any] | None, seed: int, scrape_cfg: dict[str, Any],
+                    evaluate_cfg: dict[str, Any], dataset_cfg: dict[str, Any],
+                    scrape: pd.DataFrame) -> dict[str, Any]:
+    """The ``settings`` block of a record, as ``scripts/evaluate.py`` writes it."""
+    info = extractor_class(extractor_spec["type"], name=extractor).describe(extractor, extractor_spec)
+    return {
+        "cloak": cloak, "extractor": extractor, "seed": seed, "cloak_spec": cloak_spec,
+        "extractor_info": dataclasses.asdict(info), "scrape": scrape_cfg, "evaluate": evaluate_cfg,
+        "dataset": {"root": dataset_cfg["root"], "n_pictures": int(len(scrape)),
+                    "n_identities": int(scrape["identity"].nunique())},
+        "protected_users": sorted(scrape.loc[scrape["role"] == "protected", "identity"].unique().tolist()),
+    }

@@ -1,0 +1,96 @@
+"""Detection of cloaked pictures (cloakbench.adaptive.detection)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from adaptive_testlib import TinyTrainable, cloak_subset, make_dataset, single_thread  # noqa: F401 (fixture)
+from cloakbench.adaptive import detection
+from cloakbench.errors import ConfigError
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("detect")
+    # 8 identities: 2 protected, 3 public (the detector's training data), 3 other (never seen)
+    roles = {f"id_{i}": "protected" if i < 2 else "public" if i < 5 else "other" for i in range(8)}
+    manifest, roles_df, dataset_dir = make_dataset(root, n_identities=8, pictures=10, n_train=8, roles=roles)
+    out = {}
+    for kind in ("checker", "stripes"):
+        pub = cloak_subset(manifest, roles_df, dataset_dir, root / kind / "public", "public", kind)
+        prot = cloak_subset(manifest, roles_df, dataset_dir, root / kind / "protected", "protected", kind)
+        # the scrape table of this cloak (scrape.py's format)
+        df = manifest.merge(roles_df, on="identity")
+        df["cloaked"] = df["identity"].isin(["id_0", "id_1"]) & (df["split"] == "train")
+        df["imageset"] = np.where(df["cloaked"], f"scraped-{kind}", "clean")
+        paths = dict(zip(prot["image_id"], prot["path"]))
+        df["path"] = [paths[i] if c else str(dataset_dir / p) for i, c, p in zip(df["image_id"], df["cloaked"], df["path"])]
+        out[kind] = (pub, df)
+    public_train = manifest[manifest["identity"].isin(["id_2", "id_3", "id_4"]) & (manifest["split"] == "train")]
+    clean = [str(dataset_dir / p) for p in public_train.sort_values("image_id")["path"]]
+    return clean, out
+
+
+@pytest.mark.parametrize("spec", [
+    {"type": "cnn", "epochs": 4, "batch_size": 16, "width": 8},
+    {"type": "features", "inputs": "stats"},
+    {"type": "features", "inputs": "both", "extractor": "tiny"},
+])
+def test_detector_beats_chance_on_an_obvious_cloak(data, spec):
+    clean, by_cloak = data
+    pub, scrape = by_cloak["checker"]
+    det = detection.train_detector("d", spec, clean, pub.sort_values("image_id")["path"].tolist(), seed=0,
+                                   extractor=TinyTrainable() if spec.get("extractor") else None)
+    pos, neg = detection.detection_sets(scrape, seen_identities=["id_2", "id_3", "id_4"])
+    assert len(pos) == 16 and len(neg) == 24  # 2 protected x 8 cloaked; 3 unseen others x 8
+    m = detection.evaluate_detector(det, pos, neg)
+    assert m["roc_auc"] > 0.9, m
+    assert m["precision"] > 0.7 and m["recall"] > 0.7, m
+    rec = detection.detection_record(det, train_cloak="checker", test_cloak="checker", metrics=m,
+                                     settings={"seed": 0})
+    assert rec["experiment"] == "detect/d/checker->checker" and not rec["cross_cloak"]
+    assert len(rec["metrics"]["roc"]["fpr"]) == len(rec["metrics"]["roc"]["tpr"]) >= 2
+
+
+def test_detector_is_deterministic_and_cross_cloak_runs(data):
+    clean, by_cloak = data
+    pub = by_cloak["checker"][0].sort_values("image_id")["path"].tolist()
+    spec = {"type": "cnn", "epochs": 2, "batch_size": 16, "width": 8}
+    a = detection.train_detector("d", spec, clean, pub, seed=5)
+    b = detection.train_detector("d", spec, clean, pub, seed=5)
+    pos, neg = detection.detection_sets(by_cloak["stripes"][1], seen_identities=["id_2", "id_3", "id_4"])
+    sa, sb = a.score(pos + neg), b.score(pos + neg)
+    assert np.array_equal(sa, sb)
+    m = detection.evaluate_detector(a, pos, neg)  # trained on checker, tested on stripes
+    assert 0.0 <= m["roc_auc"] <= 1.0 and m["n_positive"] == 16
+
+
+def test_detection_metrics():
+    labels = np.r_[np.ones(50), np.zeros(200)]
+    perfect = detection.detection_metrics(np.r_[np.full(50, 0.9), np.full(200, 0.1)], labels)
+    assert perfect["roc_auc"] == 1.0 and perfect["tpr_at_1pct_fpr"] == 1.0
+    assert perfect["precision"] == 1.0 and perfect["recall"] == 1.0
+    # one negative above every positive: still AUC ~ 1 but TPR at 1 % FPR counts it
+    s = np.r_[np.linspace(0.6, 0.9, 50), np.full(199, 0.1), [0.95]]
+    m = detection.detection_metrics(s, labels)
+    assert m["tpr_at_1pct_fpr"] == 1.0  # 1/200 = 0.5 % FPR is allowed
+    s2 = np.r_[np.linspace(0.6, 0.9, 50), np.full(197, 0.1), [0.95, 0.96, 0.97]]
+    assert detection.detection_metrics(s2, labels)["tpr_at_1pct_fpr"] == 0.0  # 1.5 % FPR before any TP
+    rnd = detection.detection_metrics(np.random.default_rng(0).random(250), labels)
+    assert 0.35 < rnd["roc_auc"] < 0.65
+    assert len(detection.detection_metrics(np.random.default_rng(1).random(250), labels,
+                                           max_roc_points=20)["roc"]["fpr"]) <= 22
+
+
+def test_detector_settings_validation():
+    assert detection.detector_settings("x", {"type": "cnn"})["epochs"] == 8
+    for spec, msg in [({"type": "svm"}, "one of"), ({"type": "cnn", "depth": 3}, "unknown keys"),
+                      ({"type": "features"}, "extractor: required"),
+                      ({"type": "features", "inputs": "pixels"}, "inputs"),
+                      ({"type": "cnn", "epochs": 0}, "positive integer")]:
+        with pytest.raises(ConfigError, match=msg):
+            detection.detector_settings("x", spec)

@@ -1,0 +1,86 @@
+"""Fawkes v1.0 (untargeted): presets, validation, budgets, movement, seeding."""
+
+import pytest
+import torch
+
+from attacks_testlib import TinyNet, one_thread, smooth_images  # noqa: F401 (fixture)
+from cloakbench.attacks import build_cloak
+from cloakbench.attacks.fawkes_v10 import FawkesV10
+from cloakbench.attacks.metrics import dssim, feature_shift, linf
+from cloakbench.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def ex():
+    return TinyNet()
+
+
+@pytest.fixture(scope="module")
+def images():
+    return smooth_images(4, seed=0)
+
+
+def test_presets_and_model_count(ex):
+    c = FawkesV10([ex], mode="low")
+    assert (c.rho, c.steps, c.lr, c.n_models) == (0.004, 40, 25.0, 1)
+    two = FawkesV10([ex, TinyNet("other", seed=1)])  # default mode high: two models
+    assert (two.rho, two.steps, two.lr, two.n_models) == (0.017, 150, 15.0, 2)
+    with pytest.raises(ConfigError, match=r"uses 2 model\(s\) but the ensemble has 1.*n_models: 1"):
+        FawkesV10([ex], mode="high")
+    one = FawkesV10([ex], mode="high", n_models=1)
+    assert one.hyperparameters()["overridden"] == ["n_models"]
+    assert one.hyperparameters()["max_change"] == pytest.approx(15 / 255)
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"mode": "min"}, "unknown mode 'min'"),
+    ({"mode": "low", "rho": 0}, "rho must be in"),
+    ({"mode": "low", "steps": -1}, "steps must be an integer"),
+    ({"mode": "low", "max_change": 0}, "max_change"),
+    ({"mode": "low", "penalty": -1}, "penalty"),
+    ({"mode": "low", "save_last_on_failed": 1}, "save_last_on_failed"),
+])
+def test_invalid_hyperparameters_rejected(ex, params, message):
+    with pytest.raises(ConfigError, match=message):
+        build_cloak("f10", {"type": "fawkes_v10", "params": params}, [ex], seed=0)
+
+
+def test_budgets_hold(ex, images):
+    c = FawkesV10([ex], mode="low", steps=20, save_last_on_failed=False)
+    cloaked = c(images)
+    assert cloaked.shape == images.shape
+    # L-inf: every pixel change within 15/255 (float rounding aside).
+    assert torch.all(linf(cloaked, images) <= 15 / 255 + 1e-6)
+    # DSSIM: the returned step is one whose DSSIM was <= 1.1 rho.
+    d = dssim(cloaked, images)
+    assert torch.all(d <= 1.1 * c.rho + 1e-6), d
+    assert torch.all(d > 0.5 * c.rho), d  # and the budget is used
+    assert len(c.loss_history) == c.steps
+
+
+def test_features_move_away_and_objective_improves(ex, images):
+    """A gentler rate than the preset's 25, so the tiny random model's trajectory is smooth
+    enough to read: the feature term must keep growing after the initial signed step."""
+    c = FawkesV10([ex], mode="low", steps=20, lr=5.0, save_last_on_failed=False)
+    cloaked = c(images)
+    feat = c.history["feature"]
+    assert feat[0] < 1e-3  # starts at the clean picture
+    assert feat[-1] > 2 * feat[1], feat  # step 1 = right after the signed step
+    shift = feature_shift(images, cloaked, [ex])["tiny"]
+    assert torch.all(shift > 0.2) and shift.mean() > 0.3, shift
+
+
+def test_last_step_rescue_keeps_linf_and_its_dssim_limit(ex, images):
+    c = FawkesV10([ex], mode="low", steps=10)
+    cloaked = c(images)
+    assert torch.all(linf(cloaked, images) <= 15 / 255 + 1e-6)
+    d = dssim(cloaked, images)
+    assert torch.all((d <= 1.1 * c.rho + 1e-6) | (d < 0.015)), d
+
+
+def test_same_seed_same_output_other_seed_differs(ex, images):
+    a = FawkesV10([ex], mode="low", steps=4, seed=5)(images[:2])
+    b = FawkesV10([ex], mode="low", steps=4, seed=5)(images[:2])
+    c = FawkesV10([ex], mode="low", steps=4, seed=6)(images[:2])
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)

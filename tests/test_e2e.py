@@ -1,0 +1,84 @@
+"""End to end: the tiny config through Snakemake, as a user runs it."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+
+
+def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--configfile",
+           str(ROOT / "config" / "test.yaml"), "--cores", "2", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+# tiny_run: the session fixture in tests/conftest.py (shared with the SLURM, DVC, incremental
+# and killed-job tests, so the tiny config runs once per session).
+
+
+@pytest.mark.slow
+def test_whole_dag_runs_and_cloak_protects_against_its_own_extractor(tiny_run):
+    work = tiny_run
+    for f in ["results/report.md", "results/summary.parquet", "results/figures/protection_heatmap.png",
+              "results/figures/examples.png", "results/dataset/rejects.parquet"]:
+        assert (work / f).is_file(), f
+    records = json.loads((work / "results/records/pgd/sface.json").read_text())
+    baseline = json.loads((work / "results/records/none/sface.json").read_text())
+    for rec, base in zip(records, baseline):
+        assert rec["classifier"] == base["classifier"]
+        assert rec["metrics"]["protection"] > base["metrics"]["protection"], rec["experiment"]
+        assert rec["settings"]["cloak_spec"]["params"]["steps"] == 4
+    summary = pd.read_parquet(work / "results/summary.parquet")
+    assert set(summary["cloak"]) == {"none", "pgd"} and set(summary["extractor"]) == {"sface", "cnn_2018"}
+    report = (work / "results/report.md").read_text()
+    assert "Protection rate" in report
+    # logs of every stage exist
+    for log in ["prepare_dataset.log", "select_users.log", "report.log"]:
+        assert (work / "logs" / log).is_file()
+    # nothing left to do afterwards
+    proc = run_snakemake(work, "-n")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_dry_run_and_rulegraph(tmp_path):
+    proc = run_snakemake(tmp_path, "--rulegraph")
+    graph = proc.stdout
+    labels = {line.split("[")[0].strip(): line.split('label = "')[1].split('"')[0]
+              for line in graph.splitlines() if "label = " in line}
+    edges = {(labels[a.strip()], labels[b.strip().rstrip(";")])
+             for a, b in (line.split("->") for line in graph.splitlines() if "->" in line)}
+    chain = ["prepare_dataset", "select_users", "perturb", "scrape", "embed", "evaluate", "report"]
+    for a, b in zip(chain, chain[1:]):
+        assert (a, b) in edges, (a, b)
+    dry = run_snakemake(tmp_path, "-n").stdout
+    for rule in chain + ["make_demo_dataset", "train_extractor"]:
+        assert rule in dry
+
+
+def test_bad_config_fails_before_any_job(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((ROOT / "config" / "test.yaml").read_text().replace("type: pgd", "type: pgdd"))
+    cmd = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "--configfile", str(bad),
+           "--cores", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "cloaks.pgd.type: unknown cloak type 'pgdd'" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()
+    missing = tmp_path / "missing.yaml"
+    missing.write_text((ROOT / "config" / "test.yaml").read_text()
+                       .replace("enabled: true", "enabled: false").replace("data/demo", "no/such/dir"))
+    proc = subprocess.run([*cmd[:5], str(missing), "--cores", "1"], capture_output=True, text=True)
+    assert proc.returncode != 0 and "dataset.root" in proc.stdout + proc.stderr
+    assert "no/such/dir" in proc.stdout + proc.stderr
