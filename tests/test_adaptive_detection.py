@@ -36,7 +36,7 @@ def data(tmp_path_factory):
 
 
 @pytest.mark.parametrize("spec", [
-    {"type": "cnn", "epochs": 4, "batch_size": 16, "width": 8},
+    {"type": "cnn", "epochs": 10, "batch_size": 16, "width": 8},
     {"type": "features", "inputs": "stats"},
     {"type": "features", "inputs": "both", "extractor": "tiny"},
 ])
@@ -87,7 +87,7 @@ def test_detection_metrics():
 
 
 def test_detector_settings_validation():
-    assert detection.detector_settings("x", {"type": "cnn"})["epochs"] == 8
+    assert detection.detector_settings("x", {"type": "cnn"})["epochs"] == 10
     for spec, msg in [({"type": "svm"}, "one of"), ({"type": "cnn", "depth": 3}, "unknown keys"),
                       ({"type": "features"}, "extractor: required"),
                       ({"type": "features", "inputs": "pixels"}, "inputs"),

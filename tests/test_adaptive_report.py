@@ -39,7 +39,7 @@ def test_adaptive_config_resolves_with_defaults(tmp_path):
     assert plan["finetune"]["cloaks"] == ["none", "pgd", "pgd_b"]
     assert plan["finetune"]["train"]["optimizer"] == "adadelta"
     assert plan["detection"]["train_cloaks"] == ["pgd", "pgd_b"] and plan["detection"]["test_cloaks"] == ["pgd"]
-    assert plan["detection"]["detectors"]["cnn"]["epochs"] == 8
+    assert plan["detection"]["detectors"]["cnn"]["epochs"] == 10
     assert plan["timetravel"]["pairs"] == [("pgd", "pgd_b")] and plan["timetravel"]["switch_fraction"] == 0.5
     assert plan["combine"]["pairs"] == [("sface", "sface_robust")] and plan["combine"]["quantile"] == 0.9
     assert plan["public_cloaks"] == ["pgd", "pgd_b"]

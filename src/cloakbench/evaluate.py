@@ -109,16 +109,38 @@ def protection_metrics(y_true: np.ndarray, y_pred: np.ndarray, role: np.ndarray,
     }
 
 
+def feature_shift_from_embeddings(scrape: pd.DataFrame, embeddings: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per cloaked training picture: L2 distance between the L2-normalised embeddings of its
+    clean and its scraped (cloaked) version, i.e. how far the cloak moved it for this
+    extractor. Computed from embeddings the pipeline has anyway (no extra forward pass)."""
+    rows = scrape[scrape["cloaked"]]
+    if rows.empty:
+        return pd.DataFrame(columns=["image_id", "identity", "shift"])
+    clean = embeddings["clean"].set_index("image_id")
+    parts = []
+    for imageset, group in rows.groupby("imageset"):
+        other = embeddings[imageset].set_index("image_id")
+        a = l2n(stack(clean.loc[group["image_id"]].reset_index()))
+        b = l2n(stack(other.loc[group["image_id"]].reset_index()))
+        parts.append(pd.DataFrame({"image_id": group["image_id"].to_numpy(),
+                                   "identity": group["identity"].to_numpy(),
+                                   "shift": np.linalg.norm(a - b, axis=1)}))
+    return pd.concat(parts, ignore_index=True)
+
+
 def evaluate(scrape: pd.DataFrame, embeddings: dict[str, pd.DataFrame], *, classifiers: list[str],
              bootstrap: int, seed: int, settings: dict[str, Any]) -> list[dict[str, Any]]:
     """One record per classifier: settings + metrics."""
     split = assemble(scrape, embeddings)
+    shift = feature_shift_from_embeddings(scrape, embeddings)
     records = []
     for name in classifiers:
         pred = CLASSIFIERS[name](split.x_train, split.y_train, split.x_test, seed)
         metrics = protection_metrics(split.y_test, pred, split.test_role, bootstrap=bootstrap, seed=seed)
         metrics["n_train"] = int(len(split.y_train))
         metrics["n_train_cloaked"] = int(scrape.loc[scrape["split"] == "train", "cloaked"].sum())
+        # how far the cloak moved the user's features for this extractor (0..2, L2 of unit vectors)
+        metrics["feature_shift_mean"] = float(shift["shift"].mean()) if len(shift) else None
         rec = {"experiment": f"{settings['cloak']}/{settings['extractor']}/{name}",
                "classifier": name, **{k: settings[k] for k in ("cloak", "extractor")},
                "settings": settings, "metrics": metrics}

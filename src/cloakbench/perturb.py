@@ -2,7 +2,10 @@
 
 Writes lossless PNGs of the cloaked pictures plus ``figures.parquet`` with one row per
 picture: the perceptual budget actually used (DSSIM, L-inf, L2 on [0, 1] pixels, measured
-on the stored 8-bit PNG) and the seconds spent.
+on the stored 8-bit PNG), the seconds spent, and ``shift_<extractor>``: how far the stored
+picture's L2-normalised features moved on each model of the cloak's ensemble. (The shift on
+every other extractor, i.e. how far the cloak transfers, is measured by ``evaluate`` from
+the embeddings the pipeline computes anyway, so adding an extractor never reruns a cloak.)
 """
 
 from __future__ import annotations
@@ -15,9 +18,9 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 import torch
-from pytorch_msssim import ssim
 from tqdm import tqdm
 
+from .attacks.metrics import feature_shift, perturbation_stats
 from .attacks.registry import build_cloak
 from .data.roles import pictures_for_subset, shard_of
 from .extractors.base import Extractor
@@ -25,16 +28,6 @@ from .images import load_batch, to_tensor, to_uint8
 from .io import write_parquet, write_png
 
 log = logging.getLogger(__name__)
-
-
-def image_figures(clean: torch.Tensor, cloaked: torch.Tensor) -> dict[str, np.ndarray]:
-    """Per-picture DSSIM = (1 - SSIM) / 2 (Gaussian window 11, sigma 1.5), L-inf and L2."""
-    with torch.no_grad():
-        s = ssim(clean, cloaked, data_range=1.0, size_average=False, win_size=11, win_sigma=1.5)
-        diff = (cloaked - clean).flatten(1)
-        return {"dssim": ((1 - s) / 2).cpu().numpy(),
-                "linf": diff.abs().max(1).values.cpu().numpy(),
-                "l2": diff.norm(dim=1).cpu().numpy()}
 
 
 def perturb_shard(manifest: pd.DataFrame, roles: pd.DataFrame, dataset_dir: str | Path, *,
@@ -48,6 +41,7 @@ def perturb_shard(manifest: pd.DataFrame, roles: pd.DataFrame, dataset_dir: str 
              shards, len(mine), len(pictures))
     ensemble = [load_extractor(n) for n in cloak_spec.get("ensemble", [])]
     cloak = build_cloak(cloak_name, cloak_spec, ensemble, seed=seed, device=device)
+    log.info("cloak hyperparameters: %s", cloak.hyperparameters())
     rows = []
     for ident, group in mine.groupby("identity", sort=True):
         # Context for cloaks that need more than the pictures (e.g. Fawkes v0.3's target choice):
@@ -61,17 +55,24 @@ def perturb_shard(manifest: pd.DataFrame, roles: pd.DataFrame, dataset_dir: str 
             part = group.iloc[start:start + batch_size]
             clean = load_batch([dataset_dir / p for p in part["path"]]).to(device)
             t0 = time.perf_counter()
-            cloaked = cloak(clean)
+            if getattr(cloak, "needs_image_ids", False):  # e.g. pictures made by an official tool
+                cloaked = cloak(clean, image_ids=list(part["image_id"]))
+            else:
+                cloaked = cloak(clean)
             seconds = (time.perf_counter() - t0) / len(part)
             stored = to_uint8(cloaked)
-            figs = image_figures(clean.cpu(), to_tensor(stored))
+            stored_t = to_tensor(stored)
+            figs = perturbation_stats(clean.cpu(), stored_t)
+            shifts = feature_shift(clean, stored_t.to(device), ensemble) if ensemble else {}
             for j, (image_id, identity) in enumerate(zip(part["image_id"], part["identity"])):
                 rel = Path("images") / f"{image_id}.png"
                 write_png(stored[j], out_dir / rel)
                 rows.append({"image_id": image_id, "identity": identity, "path": str(rel),
                              "dssim": float(figs["dssim"][j]), "linf": float(figs["linf"][j]),
-                             "l2": float(figs["l2"][j]), "seconds": seconds})
-    figures = pd.DataFrame(rows, columns=["image_id", "identity", "path", "dssim", "linf", "l2", "seconds"])
+                             "l2": float(figs["l2"][j]), "seconds": seconds,
+                             **{f"shift_{n}": float(v[j]) for n, v in shifts.items()}})
+    columns = ["image_id", "identity", "path", "dssim", "linf", "l2", "seconds"]
+    figures = pd.DataFrame(rows, columns=columns + [f"shift_{m.name}" for m in ensemble])
     write_parquet(figures, out_dir / "figures.parquet")
     if len(figures):
         log.info("mean DSSIM %.4f, max L-inf %.4f, mean L2 %.3f, %.2f s/picture",

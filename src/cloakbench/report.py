@@ -35,6 +35,7 @@ def summarise(records: list[dict[str, Any]]) -> pd.DataFrame:
             "classifier": r["classifier"], "protection": m["protection"],
             "protection_lo": m["protection_ci95"][0], "protection_hi": m["protection_ci95"][1],
             "clean_accuracy": m["clean_accuracy"], "n_protected_users": m["n_protected_users"],
+            "feature_shift": m.get("feature_shift_mean"),
             "n_train": m["n_train"], "n_train_cloaked": m["n_train_cloaked"],
             "extractor_release": s.get("extractor_info", {}).get("release_date"),
             "cloak_release": (s.get("cloak_spec") or {}).get("release_date"),
@@ -118,6 +119,26 @@ def protection_tables(summary: pd.DataFrame) -> str:
                      + f"\n\n### Clean accuracy on the other identities, classifier `{clf}`\n\n"
                      + markdown_table(["cloak \\ extractor"] + exs, acc_rows))
     return "\n\n".join(parts)
+
+
+def transfer_table(summary: pd.DataFrame) -> str:
+    """Mean feature shift of the cloaked training pictures, cloak x extractor: how far each
+    cloak moved the user's features on its own ensemble (K) and on the other extractors."""
+    exs, cls = extractor_order(summary), [c for c in cloak_order(summary) if c != "none"]
+    first = summary.drop_duplicates(["cloak", "extractor"]).set_index(["cloak", "extractor"])
+    rows = []
+    for c in cls:
+        row = [c]
+        for e in exs:
+            if (c, e) in first.index and first.loc[(c, e)].feature_shift is not None \
+                    and not pd.isna(first.loc[(c, e)].feature_shift):
+                r = first.loc[(c, e)]
+                mark = MARK[r.relation]
+                row.append(f"{r.feature_shift:.3f}" + (f" ({mark})" if mark else ""))
+            else:
+                row.append("")
+        rows.append(row)
+    return markdown_table(["cloak \\ extractor"] + exs, rows)
 
 
 def timeline_table(summary: pd.DataFrame) -> str:
@@ -260,6 +281,13 @@ def write_report(records: list[dict[str, Any]], out_dir: str | Path, *,
         cloak_budget_table(cloak_figures) if cloak_figures else "(no cloaks)",
         "",
         "![clean vs cloaked examples](figures/examples.png)",
+        "",
+        "## Transfer: how far each cloak moved the protected users' features",
+        "",
+        "Mean L2 distance between the L2-normalised embeddings of a clean training picture and its "
+        "scraped cloaked version (0 = unchanged, 2 = opposite), per extractor.",
+        "",
+        transfer_table(summary) if len(summary) else "(no records)",
         "",
     ]
     lines += list(extra_sections)

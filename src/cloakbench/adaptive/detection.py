@@ -5,9 +5,11 @@ detector on (clean, cloaked) pairs; it can then drop (or down-weight) scraped pi
 look cloaked. The original study fine-tuned an ImageNet-pretrained CNN and reached about 99.8 %
 precision and recall. No ImageNet weights can be downloaded here, so two detectors are offered:
 
-* ``cnn``: a small CNN trained from scratch at full resolution (a stride-1 first layer, so it
-  sees the pixel-level, high-frequency structure a cloak adds; global average + max pooling,
-  so it does not depend on where in the face the perturbation sits);
+* ``cnn``: a small CNN trained from scratch on the picture's high-pass residual ``x - box3(x)``
+  (amplified x20), the classic steganalysis front end: a cloak is a faint, pixel-level signal
+  that a from-scratch CNN on raw pixels does not find in a few hundred pictures (on the demo,
+  PGD at 8/255: ROC AUC 0.43 on raw pixels, 0.98-1.0 on the residual); global average + max
+  pooling, so it does not depend on where in the face the perturbation sits;
 * ``features``: standardised logistic regression (or a small MLP) on a *frozen* registry
   extractor's L2-normalised embedding, plus (``inputs: both``, the default) simple image
   statistics of the high-frequency residual. Why both: a face embedding is trained to ignore
@@ -54,7 +56,7 @@ log = logging.getLogger(__name__)
 
 KINDS = ("cnn", "features")
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "cnn": {"epochs": 8, "batch_size": 32, "lr": 1e-3, "width": 16, "flip": True},
+    "cnn": {"epochs": 10, "batch_size": 32, "lr": 1e-3, "width": 16, "flip": True},
     "features": {"extractor": None, "inputs": "both", "model": "logistic", "C": 1.0},
 }
 
