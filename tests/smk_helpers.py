@@ -142,6 +142,8 @@ def assert_same_results(a: Path, b: Path, *, cloaked_pngs: bool = True) -> dict[
                 assert ja == jb, f"{rel} differs"
             elif rel.endswith(".parquet"):
                 da, db = (pd.read_parquet(p) for p in (fa[rel], fb[rel]))
+                assert list(da.columns) == list(db.columns), \
+                    f"{rel}: columns {list(da.columns)} vs {list(db.columns)} (code changed between the runs?)"
                 keep = [c for c in da.columns if c not in _TIMING_COLUMNS]
                 pd.testing.assert_frame_equal(da[keep], db[keep], check_exact=True, obj=rel)
             else:

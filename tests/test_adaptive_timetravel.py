@@ -53,6 +53,9 @@ def test_timetravel_table_feeds_evaluate():
     emb = {s: pd.DataFrame({"image_id": g["image_id"].tolist(),
                             "embedding": list(rng.normal(size=(len(g), 4)).astype(np.float32))})
            for s, g in t.groupby("imageset")}
+    # as in the pipeline, the clean set holds every picture of the dataset
+    emb["clean"] = pd.DataFrame({"image_id": t["image_id"].tolist(),
+                                 "embedding": list(rng.normal(size=(len(t), 4)).astype(np.float32))})
     recs = evaluate(t, emb, classifiers=["knn1"], bootstrap=10, seed=0,
                     settings={"cloak": "v03->v10", "extractor": "x"})
     assert recs[0]["metrics"]["n_train_cloaked"] == 10 and recs[0]["metrics"]["n_protected_users"] == 2

@@ -79,6 +79,6 @@ def test_bad_config_fails_before_any_job(tmp_path):
     missing = tmp_path / "missing.yaml"
     missing.write_text((ROOT / "config" / "test.yaml").read_text()
                        .replace("enabled: true", "enabled: false").replace("data/demo", "no/such/dir"))
-    proc = subprocess.run([*cmd[:5], str(missing), "--cores", "1"], capture_output=True, text=True)
+    proc = subprocess.run([*cmd[:6], str(missing), "--cores", "1"], capture_output=True, text=True)
     assert proc.returncode != 0 and "dataset.root" in proc.stdout + proc.stderr
     assert "no/such/dir" in proc.stdout + proc.stderr
