@@ -119,3 +119,18 @@ def test_eps_projects_and_same_seed_same_output(ex, images):
 def test_blur_and_flip_switches_change_the_passes(ex):
     assert LowKey([ex], perceptual="dssim").entries_per_model == 4
     assert LowKey([ex], perceptual="dssim", blur_kernel=0, flip=False).entries_per_model == 1
+
+
+def test_per_branch_gradient_equals_the_joint_one(ex, images):
+    """The CPU path (one backward per branch) computes the same gradient as one backward."""
+    c = LowKey([ex, TinyNet("b", seed=1)], perceptual="dssim")
+    x = images
+    clean = c._clean_features(x)
+    norms = [f.norm(dim=1) for f in clean]
+    adv = (x + 0.01 * torch.randn(x.shape, generator=torch.Generator().manual_seed(3)))
+    adv = adv.requires_grad_(True)
+    objective, feat, perc, grad = c._objective_and_grad(adv, x, clean, norms, None)
+    joint = c._feature_term(adv, clean, norms) - c.c_sim * c._perceptual_term(None, x, adv)
+    (expected,) = torch.autograd.grad(joint.mean(), adv)
+    assert torch.allclose(objective, joint.detach(), atol=1e-7)
+    assert torch.allclose(grad, expected, rtol=1e-4, atol=1e-9)

@@ -259,43 +259,65 @@ class LowKey(Cloak):
         k = self._kernel
         return filter2d_separable(x, k, k, border_type="reflect")
 
-    def _branch_features(self, ex: Extractor, x: torch.Tensor) -> list[torch.Tensor]:
-        """Normalised (flip-averaged) features of [x] or [x, blur(x)].
+    def _views(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [x, self._blur(x)] if self.blur_kernel else [x]
 
-        On CUDA the views go through the model as one batch (fewer, fuller launches); on
-        the CPU one pass per view, since the per-picture cost of a CPU forward+backward
-        grows with the batch (measured on SFace: 17 pictures/s at batch 8, 10 at batch 32).
-        """
-        views = [x, self._blur(x)] if self.blur_kernel else [x]
+    def _embed_views(self, ex: Extractor, views: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Normalised (flip-averaged) features of each view, in one forward pass."""
+        b = views[0].shape[0]
         if self.flip:
             views = [v for view in views for v in (view, torch.flip(view, dims=[3]))]
-        if x.device.type == "cuda":
-            emb = ex(torch.cat(views)).float().split(x.shape[0])
-        else:
-            emb = [ex(v).float() for v in views]
+        emb = ex(torch.cat(views) if len(views) > 1 else views[0]).float().split(b)
         if self.flip:
             emb = [emb[i] + emb[i + 1] for i in range(0, len(emb), 2)]
         return [F.normalize(e, dim=1) for e in emb]
 
     @torch.no_grad()
     def _clean_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        out = []
-        for ex in self.extractors:
-            if self.flip:
-                emb = ex(torch.cat([x, torch.flip(x, dims=[3])])).float().split(x.shape[0])
-                out.append(F.normalize(emb[0] + emb[1], dim=1))
-            else:
-                out.append(F.normalize(ex(x).float(), dim=1))
-        return out
+        return [self._embed_views(ex, [x])[0] for ex in self.extractors]
+
+    @property
+    def _feature_scale(self) -> float:
+        entries = len(self.extractors) * (2 if self.blur_kernel else 1)
+        return 1.0 / (entries * self.feature_norm_dim)
 
     def _feature_term(self, adv: torch.Tensor, clean: list[torch.Tensor],
                       norms: list[torch.Tensor]) -> torch.Tensor:
         total = 0
         for ex, ref, n in zip(self.extractors, clean, norms):
-            for feat in self._branch_features(ex, adv):
+            for feat in self._embed_views(ex, self._views(adv)):
                 total = total + (feat - ref).pow(2).sum(dim=1) / n
-        entries = len(self.extractors) * (2 if self.blur_kernel else 1)
-        return total / (entries * self.feature_norm_dim)
+        return total * self._feature_scale
+
+    def _objective_and_grad(self, adv: torch.Tensor, x: torch.Tensor, clean: list[torch.Tensor],
+                            norms: list[torch.Tensor], ref: Any
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-picture objective, its feature and perceptual parts, and d mean(objective)/d adv.
+
+        On CUDA: one forward over all views and one backward. On the CPU: one backward per
+        branch (plain, blurred), so only two passes' activations are alive at a time
+        instead of four: measured 35 % faster on SFace at batch 32. Same gradient.
+        """
+        if adv.device.type == "cuda":
+            feat = self._feature_term(adv, clean, norms)
+            perc = self._perceptual_term(ref, x, adv)
+            objective = feat - self.c_sim * perc
+            (grad,) = torch.autograd.grad(objective.mean(), adv)
+            return objective, feat, perc, grad
+        grad = torch.zeros_like(adv)
+        feat = torch.zeros(adv.shape[0], device=adv.device)
+        for ex, ref_feat, n in zip(self.extractors, clean, norms):
+            for branch in range(2 if self.blur_kernel else 1):
+                view = self._blur(adv) if branch else adv
+                emb = self._embed_views(ex, [view])[0]
+                term = (emb - ref_feat).pow(2).sum(dim=1) / n * self._feature_scale
+                grad += torch.autograd.grad(term.mean(), adv)[0]
+                feat += term.detach()
+        perc = self._perceptual_term(ref, x, adv)
+        if self.c_sim:
+            grad -= torch.autograd.grad(self.c_sim * perc.mean(), adv)[0]
+        perc = perc.detach()
+        return feat - self.c_sim * perc, feat, perc, grad
 
     def _perceptual_term(self, ref: Any, x: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
         if self.lpips is not None:
@@ -318,10 +340,7 @@ class LowKey(Cloak):
         adv = x.clone().requires_grad_(True)  # one leaf for all starts, updated in place
 
         def step() -> None:
-            feat = self._feature_term(adv, clean, norms)
-            perc = self._perceptual_term(ref, x, adv)
-            objective = feat - self.c_sim * perc
-            (grad,) = torch.autograd.grad(objective.mean(), adv)
+            objective, feat, perc, grad = self._objective_and_grad(adv, x, clean, norms, ref)
             with torch.no_grad():
                 hist.add(objective=objective, feature=feat, perceptual=perc,
                          linf=(adv - x).flatten(1).abs().amax(1))
