@@ -10,9 +10,11 @@
 # munged gets its own key, socket and pid file in a private folder, and slurm.conf says
 # AuthInfo=socket=<that socket>. Everything lives under $CLOAKBENCH_SLURM_DIR (default
 # /tmp/cloakbench-slurm). The node offers twice the machine's cores ($CLOAKBENCH_SLURM_CPUS
-# to change that) and its memory minus 1 GB. The config is ALSO written to /etc/slurm/slurm.conf, because the
-# job-step plugin strips SLURM_CONF before `srun` runs inside a job (../shared/STACK_NOTES.md);
-# an /etc/slurm/slurm.conf not written by this script is never overwritten.
+# to change that) and its memory minus 1 GB, in one partition, `debug`. The config is ALSO
+# written to /etc/slurm/slurm.conf, because the job-step plugin strips SLURM_CONF before
+# `srun` runs inside a job (../shared/STACK_NOTES.md); an /etc/slurm/slurm.conf not written by
+# this script is never overwritten. Other settings: $CLOAKBENCH_SLURM_PORT (slurmctld, 6817;
+# slurmd uses the next port), $CLOAKBENCH_SLURM_PARTITION.
 #
 # start and stop are idempotent; start exits non-zero with the daemons' log tails when the
 # cluster cannot come up (callers must fail, not skip).
