@@ -9,7 +9,9 @@ rule perturb:
         directory("results/cloaked/{cloak}/{subset}/shard-{shard}"),
     params:
         cloak_spec=lambda wc: config["cloaks"][wc.cloak],
-        extractors=config["extractors"],
+        # only the ensemble's entries: adding an extractor elsewhere must not rerun any cloak
+        extractors=lambda wc: {n: config["extractors"][n]
+                               for n in config["cloaks"][wc.cloak].get("ensemble", [])},
         shards=config["perturb"]["shards"],
         batch_size=config["perturb"]["batch_size"],
         seed=config["seed"],
