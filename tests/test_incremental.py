@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from smk_helpers import ROOT, TEST_CONFIG, copy_workdir, dry_run, run_snakemake, write_config
+from smk_helpers import TEST_CONFIG, copy_workdir, dry_run, run_snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -112,17 +112,6 @@ def test_a_changing_one_cloak_reruns_exactly_that_cloak(two_cloaks, tmp_path):
     assert plan(work, changed) == []
 
 
-# rules/perturb.smk passes the WHOLE extractors section to every perturb job as a param, so a
-# new extractor changes every perturb job's params and reruns every cloak. The fix (params of
-# the cloak's ensemble only) is for the owner of that rule; until it lands this test is an
-# expected failure, and it runs normally (and must pass) as soon as the line is gone.
-_PERTURB_TAKES_ALL_EXTRACTORS = 'extractors=config["extractors"]' in (
-    ROOT / "rules" / "perturb.smk").read_text()
-
-
-@pytest.mark.xfail(_PERTURB_TAKES_ALL_EXTRACTORS, strict=True,
-                   reason="rules/perturb.smk: params extractors=config['extractors'] reruns every "
-                          "cloak when an extractor is added (use the cloak's ensemble only)")
 def test_b_adding_an_extractor_runs_only_its_jobs_and_the_report(two_cloaks, tmp_path):
     work, _ = two_cloaks
     # A new pretrained extractor (nothing to train). sface_insightface: not one of the types

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from smk_helpers import (ENV, ROOT, TEST_CONFIG, assert_same_results, copy_workdir, planned_jobs,
-                         run_snakemake, snakemake_cmd)
+from smk_helpers import (ENV, ROOT, assert_same_results, copy_workdir, planned_jobs, run_snakemake,
+                         snakemake_cmd)
 
 pytestmark = pytest.mark.slow
 
