@@ -2,7 +2,6 @@
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from cloakbench.adaptive.detection import (detection_record, detection_sets, evaluate_detector,
                                            train_detector)
@@ -14,7 +13,6 @@ from cloakbench.workflow import log_to, resolve_device
 
 with log_to(snakemake.log[0], snakemake.rule, snakemake.threads) as log:
     p, wc = snakemake.params, snakemake.wildcards
-    torch.set_num_threads(max(1, snakemake.threads))
     device = resolve_device(p.device)
     manifest = pd.read_parquet(snakemake.input.manifest)
     roles = pd.read_parquet(snakemake.input.roles)

@@ -1,6 +1,5 @@
 """Snakemake script: end-to-end classifier (extractor + linear head) for one (cloak, extractor)."""
 import pandas as pd
-import torch
 
 from cloakbench.adaptive.finetune import finetune_evaluate
 from cloakbench.adaptive.settings import record_settings
@@ -10,7 +9,6 @@ from cloakbench.workflow import log_to, resolve_device
 
 with log_to(snakemake.log[0], snakemake.rule, snakemake.threads):
     p, wc = snakemake.params, snakemake.wildcards
-    torch.set_num_threads(max(1, snakemake.threads))
     device = resolve_device(p.device)
     scrape = pd.read_parquet(snakemake.input.scrape)
     checkpoint = dict(snakemake.input.items()).get(wc.extractor)

@@ -7,7 +7,10 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from PIL import Image
+from tqdm import tqdm
 
+from .errors import DataError
 from .io import read_rgb
 
 
@@ -26,3 +29,25 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 def load_batch(paths: Sequence[str | Path]) -> torch.Tensor:
     return to_tensor([read_rgb(p) for p in paths])
+
+
+def read_pictures(paths: Sequence[str | Path], *, reads: list[str] | None = None,
+                  size: int | None = None, desc: str = "read pictures") -> torch.Tensor:
+    """All pictures as one uint8 tensor Nx3xSxS (resized to ``size``, or to the first
+    picture's size); every opened path is appended to ``reads`` (the adaptive trainer's
+    read manifest)."""
+    arrays = []
+    for path in tqdm(paths, desc=desc, leave=False, mininterval=2.0):
+        if reads is not None:
+            reads.append(str(path))
+        try:
+            arr = read_rgb(path)
+        except Exception as exc:
+            raise DataError(f"cannot read picture {path}: {exc}") from exc
+        size = size or arr.shape[0]
+        if arr.shape[:2] != (size, size):
+            arr = np.asarray(Image.fromarray(arr).resize((size, size), Image.BILINEAR))
+        arrays.append(arr)
+    if not arrays:
+        return torch.zeros((0, 3, size or 1, size or 1), dtype=torch.uint8)
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()

@@ -19,20 +19,18 @@ from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
 from ..errors import ConfigError, DataError
 from ..extractors.base import Extractor
 from ..extractors.heads import HEADS
-from ..io import read_rgb
+from ..images import read_pictures  # noqa: F401  (re-exported for the adaptive modules)
 
 log = logging.getLogger(__name__)
 
@@ -87,28 +85,8 @@ def train_settings(given: dict[str, Any] | None, key: str,
 
 
 # ---------------------------------------------------------------------------
-# pictures
+# pictures: cloakbench.images.read_pictures (re-exported here for the adaptive modules)
 # ---------------------------------------------------------------------------
-def read_pictures(paths: Sequence[str | Path], *, reads: list[str] | None = None,
-                  size: int | None = None, desc: str = "read pictures") -> torch.Tensor:
-    """All pictures as one uint8 tensor Nx3xSxS; every opened path is appended to ``reads``."""
-    arrays = []
-    for path in tqdm(paths, desc=desc, leave=False, mininterval=2.0):
-        if reads is not None:
-            reads.append(str(path))
-        try:
-            arr = read_rgb(path)
-        except Exception as exc:
-            raise DataError(f"cannot read picture {path}: {exc}") from exc
-        size = size or arr.shape[0]
-        if arr.shape[:2] != (size, size):
-            arr = np.asarray(Image.fromarray(arr).resize((size, size), Image.BILINEAR))
-        arrays.append(arr)
-    if not arrays:
-        return torch.zeros((0, 3, size or 1, size or 1), dtype=torch.uint8)
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-
-
 def generator(seed: int, *offset: int) -> torch.Generator:
     """A CPU generator seeded from (seed, offsets) through numpy's SeedSequence (stable)."""
     g = torch.Generator(device="cpu")

@@ -29,14 +29,13 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from tqdm import tqdm
 
 from ..errors import ConfigError, DataError
-from ..io import atomic_path, read_rgb, sha256_file, write_json
+from ..io import atomic_path, sha256_file, write_json
+from ..images import read_pictures
 from .heads import HEADS
 from .registry import extractor_class
 from .trained import TrainedExtractor
@@ -88,21 +87,6 @@ def train_settings(name: str, spec: dict[str, Any], cls: type[TrainedExtractor])
 # ---------------------------------------------------------------------------
 # data and augmentation
 # ---------------------------------------------------------------------------
-def load_images(paths: Sequence[Path], size: int | None = None) -> torch.Tensor:
-    """All pictures as one uint8 tensor Nx3xSxS (resized to the first picture's size if needed)."""
-    arrays = []
-    for path in tqdm(paths, desc="load pictures", leave=False, mininterval=2.0):
-        try:
-            arr = read_rgb(path)
-        except Exception as exc:
-            raise DataError(f"cannot read training picture {path}: {exc}") from exc
-        size = size or arr.shape[0]
-        if arr.shape[:2] != (size, size):
-            arr = np.asarray(Image.fromarray(arr).resize((size, size), Image.BILINEAR))
-        arrays.append(arr)
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-
-
 def augment(x: torch.Tensor, kind: str, out_size: int, g: torch.Generator) -> torch.Tensor:
     """Bx3xHxW float [0,1] -> augmented Bx3xout_size x out_size (randomness only from ``g``)."""
     b = x.shape[0]
@@ -170,7 +154,7 @@ def train_extractor(name: str, spec: dict, image_paths: Sequence[Path], labels: 
                         f"got {len(identities)} ({len(image_paths)} pictures)")
     index = {identity: i for i, identity in enumerate(identities)}
     targets = torch.tensor([index[label] for label in labels], dtype=torch.long)
-    images = load_images(image_paths)
+    images = read_pictures(image_paths, desc="load training pictures")
     n = images.shape[0]
     log.info("train %s (%s): %d pictures of %d identities, %s", name, cls.type_name, n,
              len(identities), settings)
