@@ -5,6 +5,7 @@
 # rule robust_train makes their checkpoint results/extractors/<name>.pt (instead of
 # train_extractor), and the standard embed -> evaluate rules do the rest, so every classifier
 # is reported for them. Everything else is configured under `adaptive:`.
+from cloakbench.adaptive.detection import needs_extractor
 from cloakbench.adaptive.settings import check_adaptive_config
 
 try:
@@ -103,8 +104,7 @@ rule finetune_evaluate:
 # test cloak's scraped protected pictures (cross-cloak when they differ).
 rule detect:
     input:
-        unpack(lambda wc: checkpoints_for([DETECTORS[wc.detector].get("extractor")]
-                                          if DETECTORS[wc.detector]["type"] == "features" else [])),
+        unpack(lambda wc: checkpoints_for([needs_extractor(DETECTORS[wc.detector])])),
         manifest=MANIFEST,
         roles=ROLES,
         images=f"{DATASET_DIR}/images",

@@ -4,7 +4,7 @@ from pathlib import Path
 import pandas as pd
 
 from cloakbench.adaptive.detection import (detection_record, detection_sets, evaluate_detector,
-                                           train_detector)
+                                           needs_extractor, train_detector)
 from cloakbench.adaptive.robust import robust_training_pairs
 from cloakbench.extractors.registry import build_extractor
 from cloakbench.io import write_json
@@ -21,8 +21,8 @@ with log_to(snakemake.log[0], snakemake.rule, snakemake.threads) as log:
                                   {wc.train_cloak: collect_shards(list(snakemake.input.shards))})
     seen = sorted({y for _, y in pairs.clean})
     extractor = None
-    if p.detector.get("type") == "features" and p.detector.get("inputs") != "stats":
-        name = p.detector["extractor"]
+    name = needs_extractor(p.detector)
+    if name:
         extractor = build_extractor(name, p.extractor_spec, checkpoint=dict(snakemake.input.items()).get(name),
                                     device=device)
     det = train_detector(wc.detector, p.detector, [c for c, _ in pairs.clean], [c for c, _ in pairs.cloaked],

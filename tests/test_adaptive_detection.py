@@ -39,6 +39,7 @@ def data(tmp_path_factory):
     {"type": "cnn", "epochs": 10, "batch_size": 16, "width": 8},
     {"type": "features", "inputs": "stats"},
     {"type": "features", "inputs": "both", "extractor": "tiny"},
+    {"type": "finetune", "extractor": "tiny", "epochs": 8, "batch_size": 16, "lr": 1e-2},
 ])
 def test_detector_beats_chance_on_an_obvious_cloak(data, spec):
     clean, by_cloak = data
@@ -87,10 +88,16 @@ def test_detection_metrics():
 
 
 def test_detector_settings_validation():
-    assert detection.detector_settings("x", {"type": "cnn"})["epochs"] == 10
+    assert detection.detector_settings("x", {"type": "cnn"})["epochs"] == 100
+    assert detection.detector_settings("x", {"type": "finetune", "extractor": "e"})["optimizer"] == "adam"
+    assert detection.needs_extractor({"type": "features", "inputs": "stats", "extractor": None}) is None
+    assert detection.needs_extractor(detection.detector_settings("x", {"type": "finetune", "extractor": "e"})) == "e"
     for spec, msg in [({"type": "svm"}, "one of"), ({"type": "cnn", "depth": 3}, "unknown keys"),
                       ({"type": "features"}, "extractor: required"),
                       ({"type": "features", "inputs": "pixels"}, "inputs"),
-                      ({"type": "cnn", "epochs": 0}, "positive integer")]:
+                      ({"type": "cnn", "epochs": 0}, "positive integer"),
+                      ({"type": "finetune"}, "extractor: required"),
+                      ({"type": "finetune", "extractor": "e", "optimizer": "lbfgs"}, "optimizer"),
+                      ({"type": "finetune", "extractor": "e", "inputs": "both"}, "unknown keys")]:
         with pytest.raises(ConfigError, match=msg):
             detection.detector_settings("x", spec)

@@ -39,7 +39,7 @@ def test_adaptive_config_resolves_with_defaults(tmp_path):
     assert plan["finetune"]["cloaks"] == ["none", "pgd", "pgd_b"]
     assert plan["finetune"]["train"]["optimizer"] == "adadelta"
     assert plan["detection"]["train_cloaks"] == ["pgd", "pgd_b"] and plan["detection"]["test_cloaks"] == ["pgd"]
-    assert plan["detection"]["detectors"]["cnn"]["epochs"] == 10
+    assert plan["detection"]["detectors"]["cnn"]["epochs"] == 100
     assert plan["timetravel"]["pairs"] == [("pgd", "pgd_b")] and plan["timetravel"]["switch_fraction"] == 0.5
     assert plan["combine"]["pairs"] == [("sface", "sface_robust")] and plan["combine"]["quantile"] == 0.9
     assert plan["public_cloaks"] == ["pgd", "pgd_b"]
@@ -60,6 +60,11 @@ def test_adaptive_config_resolves_with_defaults(tmp_path):
     (lambda c: c["adaptive"]["finetune"].update(train={"epochz": 1}), "adaptive.finetune.train: unknown keys"),
     (lambda c: c["adaptive"]["detection"]["detectors"].update(bad={"type": "features", "extractor": "zz"}),
      "detectors.bad.extractor: unknown extractor 'zz'"),
+    (lambda c: c["adaptive"]["detection"]["detectors"].update(ft={"type": "finetune", "extractor": "zz"}),
+     "detectors.ft.extractor: unknown extractor 'zz'"),
+    (lambda c: (c["extractors"].update(dlib={"type": "dlib_resnet", "release_date": "2017-02-12"}),
+                c["adaptive"]["detection"]["detectors"].update(ft={"type": "finetune", "extractor": "dlib"})),
+     "detectors.ft.extractor: 'dlib' \\(dlib_resnet\\) is not differentiable"),
     (lambda c: c["extractors"]["sface_robust"].update(cloaks=["lowkey"]), "unknown cloak 'lowkey'"),
 ])
 def test_adaptive_config_errors_name_the_key(edit, msg):

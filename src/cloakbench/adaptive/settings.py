@@ -15,7 +15,7 @@ import pandas as pd
 from ..errors import ConfigError
 from ..extractors.registry import extractor_class
 from . import _train
-from .detection import detector_settings
+from .detection import NEEDS_EXTRACTOR, detector_settings
 from .robust import expand_robust_specs
 
 
@@ -58,9 +58,14 @@ def check_adaptive_config(config: dict[str, Any]) -> dict[str, Any]:
     det = a.get("detection") or {}
     detectors = {n: detector_settings(n, dict(s)) for n, s in (det.get("detectors") or {}).items()}
     for n, s in detectors.items():
-        if s["type"] == "features" and s.get("extractor") and s["extractor"] not in extractors:
+        if s["type"] in NEEDS_EXTRACTOR and s.get("extractor") and s["extractor"] not in extractors:
             raise ConfigError(f"adaptive.detection.detectors.{n}.extractor: unknown extractor "
                               f"'{s['extractor']}' (configured: {', '.join(extractors)})")
+        if s["type"] == "finetune":
+            cls = extractor_class(config["extractors"][s["extractor"]]["type"], name=s["extractor"])
+            if not cls.differentiable:
+                raise ConfigError(f"adaptive.detection.detectors.{n}.extractor: '{s['extractor']}' "
+                                  f"({cls.type_name}) is not differentiable, so it cannot be fine-tuned")
     detection = {
         "detectors": detectors,
         "train_cloaks": _names(det.get("train_cloaks"), cloaks, "adaptive.detection.train_cloaks", "cloak"),
