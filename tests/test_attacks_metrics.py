@@ -78,3 +78,18 @@ def test_history_records_at_device_positions():
         h.add(a=torch.tensor([v, v + 2]))
         h.advance()
     assert h["a"] == [2.0, 3.0] and "a" in h and "b" not in h
+
+
+def test_to_tensor_accepts_read_only_arrays_without_warning():
+    import warnings
+
+    import numpy as np
+
+    from cloakbench.images import to_tensor, to_uint8
+
+    arr = np.arange(2 * 2 * 3, dtype=np.uint8).reshape(2, 2, 3)
+    arr.setflags(write=False)  # as np.asarray(PIL.Image) returns
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t = to_tensor(arr)
+    assert t.shape == (1, 3, 2, 2) and np.array_equal(to_uint8(t)[0], arr)

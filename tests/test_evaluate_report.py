@@ -74,3 +74,21 @@ def test_report_numbers_come_from_records(tmp_path):
     assert summary.loc[0, "protection"] == 0.4321
     assert (tmp_path / "out" / "figures" / "protection_heatmap.png").stat().st_size > 1000
     assert pd.read_parquet(tmp_path / "out" / "summary.parquet").shape[0] == 1
+
+
+def test_transfer_table_skips_records_without_a_shift():
+    # An end-to-end `finetune` record carries no feature shift; listed first for the same
+    # (cloak, extractor), it must not blank the shift that the knn1 record measured.
+    from cloakbench.report import summarise, transfer_table
+
+    scrape, emb = synthetic()
+    settings = {"cloak": "c", "extractor": "e", "extractor_info": {"release_date": "2020-01-01"},
+                "cloak_spec": {"release_date": "2021-01-01", "ensemble": ["e"]}}
+    recs = evaluate(scrape, emb, classifiers=["knn1"], bootstrap=10, seed=0, settings=settings)
+    shift = recs[0]["metrics"]["feature_shift_mean"]
+    assert shift and shift > 0
+    ft = json.loads(json.dumps(recs[0]))
+    ft["classifier"], ft["experiment"] = "finetune", "c/e/finetune"
+    del ft["metrics"]["feature_shift_mean"]
+    table = transfer_table(summarise([ft] + recs))
+    assert f"{shift:.3f} (K)" in table

@@ -18,7 +18,10 @@ def to_tensor(images: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
     arr = np.stack(list(images)) if not isinstance(images, np.ndarray) else images
     if arr.ndim == 3:
         arr = arr[None]
-    return torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float().div_(255.0)
+    arr = np.ascontiguousarray(arr)
+    if not arr.flags.writeable:  # e.g. np.asarray(PIL image): torch warns on read-only buffers
+        arr = arr.copy()
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0)
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:

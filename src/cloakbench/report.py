@@ -125,7 +125,10 @@ def transfer_table(summary: pd.DataFrame) -> str:
     """Mean feature shift of the cloaked training pictures, cloak x extractor: how far each
     cloak moved the user's features on its own ensemble (K) and on the other extractors."""
     exs, cls = extractor_order(summary), [c for c in cloak_order(summary) if c != "none"]
-    first = summary.drop_duplicates(["cloak", "extractor"]).set_index(["cloak", "extractor"])
+    # Only records that measured a shift (the end-to-end `finetune` records do not): the first
+    # row per pair could otherwise be one without it and blank a measured cell.
+    first = (summary[summary["feature_shift"].notna()].drop_duplicates(["cloak", "extractor"])
+             .set_index(["cloak", "extractor"]))
     rows = []
     for c in cls:
         row = [c]
