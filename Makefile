@@ -31,7 +31,7 @@ demo: install
 	@echo "Report: $(CURDIR)/results/report.md (summary: results/summary.parquet, figures: results/figures/)"
 
 test: install
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=15
 
 clean-results:
 	rm -rf results logs .snakemake
