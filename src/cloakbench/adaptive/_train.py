@@ -10,7 +10,7 @@ Deterministic on CPU for a seed: the head's initialisation, the sampler and the 
 from one ``torch.Generator``; the global RNG is forked and seeded around the loop so nothing
 outside can make two runs differ (and the caller's RNG state is left untouched).
 
-Every picture is read once, through :func:`read_pictures`, which appends each path it opens
+Every picture is read once, through :func:`cloakbench.images.read_pictures`, which appends each path it opens
 to a caller-supplied list: the *manifest of reads* that lets a test (and the rule) prove which
 pictures a training saw.
 """
@@ -30,7 +30,6 @@ from tqdm import tqdm
 from ..errors import ConfigError, DataError
 from ..extractors.base import Extractor
 from ..extractors.heads import HEADS
-from ..images import read_pictures  # noqa: F401  (re-exported for the adaptive modules)
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +84,7 @@ def train_settings(given: dict[str, Any] | None, key: str,
 
 
 # ---------------------------------------------------------------------------
-# pictures: cloakbench.images.read_pictures (re-exported here for the adaptive modules)
+# sampling, augmentation, heads
 # ---------------------------------------------------------------------------
 def generator(seed: int, *offset: int) -> torch.Generator:
     """A CPU generator seeded from (seed, offsets) through numpy's SeedSequence (stable)."""

@@ -60,6 +60,7 @@ from tqdm import tqdm
 
 from ..errors import ConfigError, DataError
 from ..extractors.base import Extractor
+from ..images import read_pictures
 from . import _train
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ NEEDS_EXTRACTOR = ("features", "finetune")
 def needs_extractor(settings: dict[str, Any]) -> str | None:
     """The extractor a detector's settings need loaded, or None."""
     if settings.get("type") == "finetune" or (settings.get("type") == "features"
-                                              and settings.get("inputs", "both") != "stats"):
+                                              and settings.get("inputs", DEFAULTS["features"]["inputs"]) != "stats"):
         return settings.get("extractor")
     return None
 
@@ -196,7 +197,7 @@ class Detector:
         return np.concatenate(out) if out else np.zeros(0)
 
     def score(self, paths: Sequence[str | Path], *, reads: list[str] | None = None) -> np.ndarray:
-        return self.score_images(_train.read_pictures(list(paths), reads=reads, desc=f"score {self.name}"))
+        return self.score_images(read_pictures(list(paths), reads=reads, desc=f"score {self.name}"))
 
 
 def _init_module(module: nn.Module, g: torch.Generator) -> None:
@@ -222,7 +223,7 @@ def train_detector(name: str, spec: dict[str, Any], clean: Sequence[str | Path],
         raise DataError(f"detector {name}: need clean and cloaked training pictures, got "
                         f"{len(clean)} and {len(cloaked)}")
     t0 = time.time()
-    images = _train.read_pictures(list(clean) + list(cloaked), reads=reads, desc=f"detector {name}: read")
+    images = read_pictures(list(clean) + list(cloaked), reads=reads, desc=f"detector {name}: read")
     y = np.r_[np.zeros(len(clean)), np.ones(len(cloaked))].astype(np.float32)
     if s["type"] == "cnn":
         det = _train_cnn(name, s, images, y, seed=seed, device=device)

@@ -23,6 +23,7 @@ import torch
 
 from ..evaluate import protection_metrics
 from ..extractors.base import Extractor
+from ..images import read_pictures
 from . import _train
 
 log = logging.getLogger(__name__)
@@ -53,13 +54,13 @@ def finetune_classify(model: Extractor, train: Sequence[tuple[str | Path, str]],
     labels = [str(y) for _, y in train]
     classes = sorted(set(labels))
     index = {c: i for i, c in enumerate(classes)}
-    images = _train.read_pictures([p for p, _ in train], reads=log_read_paths, desc="finetune: read train")
+    images = read_pictures([p for p, _ in train], reads=log_read_paths, desc="finetune: read train")
     targets = torch.tensor([index[y] for y in labels], dtype=torch.long)
     log.info("end-to-end fine-tuning of %s: %d pictures of %d identities, %s", model.name, len(labels),
              len(classes), s)
     head, history = _train.fit(model, images, targets, len(classes), s, seed=seed, device=device,
                                desc=f"finetune {model.name}")
-    test = _train.read_pictures(list(test_paths), reads=log_read_paths, size=images.shape[-1],
+    test = read_pictures(list(test_paths), reads=log_read_paths, size=images.shape[-1],
                                 desc="finetune: read test")
     pred_idx = _train.predict_logits(model, head, test, device=device).argmax(1).numpy()
     predictions = np.array(classes, dtype=object)[pred_idx] if len(pred_idx) else np.array([], dtype=object)

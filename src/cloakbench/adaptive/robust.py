@@ -44,6 +44,7 @@ from ..errors import ConfigError, DataError, MissingWeightsError
 from ..extractors.base import Extractor, ExtractorInfo, _date_str
 from ..extractors.registry import extractor_class, register_extractor
 from ..io import atomic_path, sha256_file, write_json, write_parquet
+from ..images import read_pictures
 from . import _train
 
 log = logging.getLogger(__name__)
@@ -193,7 +194,7 @@ def robust_finetune(model: Extractor, clean: Sequence[tuple[str | Path, str]],
         raise DataError(f"robust training: need at least 2 identities, got {len(identities)}")
     index = {y: i for i, y in enumerate(identities)}
     reads: list[str] = []
-    images = _train.read_pictures([p for p, _ in pairs], reads=reads, desc="robust: read pictures")
+    images = read_pictures([p for p, _ in pairs], reads=reads, desc="robust: read pictures")
     if log_read_paths is not None:
         log_read_paths.extend(reads)
     targets = torch.tensor([index[y] for _, y in pairs], dtype=torch.long)

@@ -28,6 +28,14 @@ def _names(value: Any, known: list[str], key: str, what: str) -> list[str]:
     return list(value)
 
 
+def _require_differentiable(config: dict[str, Any], name: str, key: str) -> None:
+    """Refuse, naming ``key``, an extractor that cannot be fine-tuned end to end (a black box)."""
+    cls = extractor_class(config["extractors"][name]["type"], name=name)
+    if not cls.differentiable:
+        raise ConfigError(f"{key}: '{name}' ({cls.type_name}) is not differentiable, so it cannot be "
+                          "fine-tuned end to end")
+
+
 def check_adaptive_config(config: dict[str, Any]) -> dict[str, Any]:
     """Validate ``config['adaptive']`` (defaults already filled by the schema) and the robust
     extractor entries. Returns the resolved plan::
@@ -50,10 +58,7 @@ def check_adaptive_config(config: dict[str, Any]) -> dict[str, Any]:
         "train": _train.train_settings(ft.get("train"), "adaptive.finetune.train"),
     }
     for name in finetune["extractors"]:
-        cls = extractor_class(config["extractors"][name]["type"], name=name)
-        if not cls.differentiable:
-            raise ConfigError(f"adaptive.finetune.extractors: '{name}' ({cls.type_name}) is not "
-                              "differentiable, so it cannot be fine-tuned end to end")
+        _require_differentiable(config, name, "adaptive.finetune.extractors")
 
     det = a.get("detection") or {}
     detectors = {n: detector_settings(n, dict(s)) for n, s in (det.get("detectors") or {}).items()}
@@ -62,10 +67,7 @@ def check_adaptive_config(config: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"adaptive.detection.detectors.{n}.extractor: unknown extractor "
                               f"'{s['extractor']}' (configured: {', '.join(extractors)})")
         if s["type"] == "finetune":
-            cls = extractor_class(config["extractors"][s["extractor"]]["type"], name=s["extractor"])
-            if not cls.differentiable:
-                raise ConfigError(f"adaptive.detection.detectors.{n}.extractor: '{s['extractor']}' "
-                                  f"({cls.type_name}) is not differentiable, so it cannot be fine-tuned")
+            _require_differentiable(config, s["extractor"], f"adaptive.detection.detectors.{n}.extractor")
     detection = {
         "detectors": detectors,
         "train_cloaks": _names(det.get("train_cloaks"), cloaks, "adaptive.detection.train_cloaks", "cloak"),

@@ -276,6 +276,12 @@ class LowKey(Cloak):
     def _clean_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         return [self._embed_views(ex, [x])[0] for ex in self.extractors]
 
+    @staticmethod
+    def _feature_distance(feat: torch.Tensor, ref: torch.Tensor, norm: torch.Tensor) -> torch.Tensor:
+        """One (extractor, view) entry of the feature term: squared distance to the clean
+        features, relative to their norm (before the common ``_feature_scale``)."""
+        return (feat - ref).pow(2).sum(dim=1) / norm
+
     @property
     def _feature_scale(self) -> float:
         entries = len(self.extractors) * (2 if self.blur_kernel else 1)
@@ -286,7 +292,7 @@ class LowKey(Cloak):
         total = 0
         for ex, ref, n in zip(self.extractors, clean, norms):
             for feat in self._embed_views(ex, self._views(adv)):
-                total = total + (feat - ref).pow(2).sum(dim=1) / n
+                total = total + self._feature_distance(feat, ref, n)
         return total * self._feature_scale
 
     def _objective_and_grad(self, adv: torch.Tensor, x: torch.Tensor, clean: list[torch.Tensor],
@@ -310,7 +316,7 @@ class LowKey(Cloak):
             for branch in range(2 if self.blur_kernel else 1):
                 view = self._blur(adv) if branch else adv
                 emb = self._embed_views(ex, [view])[0]
-                term = (emb - ref_feat).pow(2).sum(dim=1) / n * self._feature_scale
+                term = self._feature_distance(emb, ref_feat, n) * self._feature_scale
                 grad += torch.autograd.grad(term.mean(), adv)[0]
                 feat += term.detach()
         perc = self._perceptual_term(ref, x, adv)
