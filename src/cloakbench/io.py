@@ -12,12 +12,15 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
-from PIL import Image
+from PIL import Image, ImageOps
+
+from .errors import DataError
 
 
 @contextlib.contextmanager
@@ -65,11 +68,110 @@ def write_npy(array: np.ndarray, path: str | os.PathLike) -> None:
             np.save(fh, array)
 
 
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as HxWx3 uint8 RGB (raises on unreadable files)."""
-    with Image.open(path) as im:
-        im.load()
+class PictureTooLarge(DataError):
+    """A picture has more pixels than allowed (``dataset.max_pixels``; decompression bombs)."""
+
+
+_ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+_SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
+
+
+@contextlib.contextmanager
+def _pixel_limit(max_pixels: int | None) -> Iterator[None]:
+    """Pillow's decompression-bomb limit set to ``max_pixels`` (its warning raised as an error)."""
+    if max_pixels is None:
+        yield
+        return
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = int(max_pixels)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+
+
+def _grey_to_uint8(arr: np.ndarray, mode: str) -> np.ndarray:
+    """16-bit, 32-bit integer and float grey levels -> uint8 (full range kept, rounded).
+
+    ``I;16*`` modes are 16-bit by definition. Modes ``I`` and ``F`` carry no bit depth, so the
+    range is taken from the values: floats up to 1.0 are [0, 1]; otherwise values up to 255
+    are 8-bit, up to 65535 16-bit, and (``I`` only) larger ones 31-bit. Negative or non-finite
+    values have no picture meaning and raise."""
+    arr = arr.astype(np.float32)  # exact for 16-bit levels; half the memory of float64
+    if not np.isfinite(arr).all() or (arr.size and arr.min() < 0):
+        raise ValueError(f"mode {mode}: pixel values outside [0, inf) (negative or not finite); "
+                         "not a photograph")
+    top = float(arr.max()) if arr.size else 0.0
+    if mode in _SIXTEEN_BIT_MODES:
+        full = 65535.0
+    elif mode == "F" and top <= 1.0:
+        full = 1.0
+    elif top <= 255:
+        full = 255.0
+    elif top <= 65535:
+        full = 65535.0
+    elif mode == "I":
+        full = 2147483647.0
+    else:
+        raise ValueError(f"mode {mode}: values up to {top:g} have no known range (expected at most "
+                         "1.0, 255 or 65535)")
+    return np.clip(np.rint(arr * (255.0 / full)), 0, 255).astype(np.uint8)
+
+
+def _to_rgb8(im: Image.Image) -> np.ndarray:
+    mode = im.mode
+    if mode in _SIXTEEN_BIT_MODES or mode in ("I", "F"):
+        grey = _grey_to_uint8(np.asarray(im), mode)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if mode in _ALPHA_MODES or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        if rgba.getextrema()[3][0] < 255:  # some transparency: composite over white
+            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            rgba = Image.alpha_composite(background, rgba)
+        return np.asarray(rgba.convert("RGB"))
+    try:
         return np.asarray(im.convert("RGB"))
+    except ValueError as exc:
+        raise ValueError(f"picture mode {mode} cannot be converted to RGB ({exc})") from None
+
+
+def _header_size(path: str | os.PathLike) -> tuple[int, int]:
+    """Width and height from the file header only (nothing decoded, no pixel limit)."""
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with Image.open(path) as im:
+            return im.size
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+
+
+def read_rgb(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
+    """Read a picture file as an upright HxWx3 uint8 RGB array (raises on unreadable files).
+
+    - EXIF orientation is applied (``ImageOps.exif_transpose``): phone photos come upright.
+    - 16-bit (``I;16``, ``I;16B``, ...), 32-bit ``I`` and float ``F`` grey pictures are scaled
+      to 8 bits (Pillow's ``convert("RGB")`` would clip them to white); palette pictures are
+      expanded; ``L``/``LA``/``P``/``RGBA`` pictures with transparency are composited over white;
+      CMYK is converted by Pillow (no colour profile is applied).
+    - ``max_pixels``: a picture with more pixels raises :class:`PictureTooLarge` from its header,
+      before anything is decoded (Pillow's decompression-bomb limit is set to it meanwhile).
+      ``None`` keeps Pillow's own limit.
+    """
+    with _pixel_limit(max_pixels):
+        try:
+            im = Image.open(path)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            w, h = _header_size(path)
+            raise PictureTooLarge(f"too large: {w}x{h} = {w * h} pixels > dataset.max_pixels = "
+                                  f"{max_pixels} (decompression-bomb guard; raise "
+                                  "dataset.max_pixels to accept bigger pictures)") from None
+        with im:
+            im.load()
+            ImageOps.exif_transpose(im, in_place=True)
+            return _to_rgb8(im)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
