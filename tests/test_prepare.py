@@ -50,7 +50,7 @@ def test_missing_root(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         discover(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="no .jpg"):
+    with pytest.raises(DataError, match="no pictures"):
         discover(tmp_path / "empty")
 
 
