@@ -1,16 +1,28 @@
 # cloakbench: two commands on a fresh machine.
 #   make demo   -> set up .venv, run the whole pipeline on the offline demo, print the report path
 #   make test   -> set up .venv, run the test suite
+#   make profiles -> (also part of make install) link profiles/slurm, profiles/slurm-local into
+#                 the user's Snakemake config folder, for `snakemake --profile slurm`;
+#                 PROFILE_PREFIX=cloakbench- installs them as cloakbench-slurm, ... instead
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 CORES  ?= 2
 STAMP  := $(VENV)/.cloakbench-installed
+PROFILE_PREFIX ?=
+INSTALL_PROFILES := $(PY) -m cloakbench.profiles install --prefix '$(PROFILE_PREFIX)'
 
-.PHONY: install demo test clean-results
+.PHONY: install profiles demo test clean-results
 
+# The environment, then the Snakemake profiles. A profile name already taken by a profile
+# this checkout did not install is left alone: make install says so and goes on (the demo
+# and the tests do not need the profiles); make profiles fails on it.
 install: $(STAMP)
+	@$(INSTALL_PROFILES) || echo "make install: environment ready; some Snakemake profiles were NOT installed (see above)"
+
+profiles: $(STAMP)
+	$(INSTALL_PROFILES)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

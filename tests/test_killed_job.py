@@ -94,7 +94,11 @@ def test_killed_shard_is_rerun_and_results_are_identical(tiny_run, tmp_path):
     assert shard in markers, markers
     run_snakemake(work, "--unlock", cores=1)  # the killed run's lock stays behind
     if pngs:  # the shard folder exists, with some pictures: it must not pass for done
-        strict = run_snakemake(work, "-n", "--workflow-profile", "none", cores=1, check=False)
+        # the same run with a workflow profile that does not rerun incomplete jobs
+        (tmp_path / "strict").mkdir()
+        (tmp_path / "strict" / "config.yaml").write_text("rerun-incomplete: false\n")
+        strict = run_snakemake(work, "-n", "--workflow-profile", str(tmp_path / "strict"),
+                               cores=1, check=False)
         text = strict.stdout + strict.stderr
         assert strict.returncode != 0 and "IncompleteFilesException" in text and shard in text, text[-3000:]
     assert sorted(dry_run(work)) == sorted(todo)

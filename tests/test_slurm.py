@@ -1,6 +1,12 @@
-"""The tiny config through a real single-node SLURM cluster (scripts/slurm_local.sh) with
-``snakemake --profile profiles/slurm-local``: every job runs as a SLURM job, the results equal
-a local run's, and a failing job is reported as failed instead of hanging.
+"""The tiny config through a real single-node SLURM cluster (scripts/slurm_local.sh), run as
+the README says, from the root of a checkout (a copy of the repository) with the profiles
+installed by `make profiles` (into a temporary Snakemake config folder):
+
+    snakemake --profile slurm-local --configfile config/test.yaml
+
+Every job runs as a SLURM job with the cluster profile's latency wait (passed to each job),
+the results equal a local run's, and a failing job is retried as the profile says, then
+reported as failed instead of hanging.
 
 Needs root and the Debian SLURM packages; scripts/slurm_local.sh installs them when missing.
 If the cluster cannot start, these tests FAIL (with the daemons' log tails), they never skip.
@@ -15,16 +21,21 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
-from smk_helpers import (ENV, ROOT, assert_same_results, copy_workdir, planned_jobs, run_snakemake,
-                         snakemake_cmd)
+from checkout import installed_checkout
+from smk_helpers import (ROOT, SNAKEMAKE, TEST_CONFIG, assert_same_results, copy_workdir,
+                         planned_jobs, run_snakemake)
 
 pytestmark = pytest.mark.slow
 
 SCRIPT = ROOT / "scripts" / "slurm_local.sh"
 SLURM_DIR = Path(os.environ.get("CLOAKBENCH_SLURM_DIR", "/tmp/cloakbench-slurm"))
-PROFILE = ["--profile", str(ROOT / "profiles" / "slurm-local"), "--workflow-profile", "none"]
+COMMAND = [SNAKEMAKE, "--profile", "slurm-local", "--configfile", "config/test.yaml"]
+LOCAL = yaml.safe_load((ROOT / "profiles" / "slurm-local" / "config.yaml").read_text())
 SUBMITTED = re.compile(r"Job (\S+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.")
+# The header of the Snakemake inside a SLURM job: its command line, as the main one built it.
+JOB_COMMAND = re.compile(r"^  Command: (.*)$", re.M)
 
 
 @pytest.fixture(scope="session")
@@ -36,8 +47,7 @@ def slurm_cluster():
     if proc.returncode != 0:
         pytest.fail(f"the local SLURM cluster did not start (scripts/slurm_local.sh start, rc "
                     f"{proc.returncode}):\n{proc.stdout}\n{proc.stderr}", pytrace=False)
-    env = {**ENV, "SLURM_CONF": str(SLURM_DIR / "slurm.conf")}
-    yield env
+    yield {"SLURM_CONF": str(SLURM_DIR / "slurm.conf")}
     if not was_running:
         subprocess.run([str(SCRIPT), "stop"], capture_output=True, text=True, timeout=120)
 
@@ -52,25 +62,49 @@ def jobcomp() -> dict[str, dict[str, str]]:
     return jobs
 
 
+@pytest.fixture(scope="module")
+def slurm_checkout(slurm_cluster, tmp_path_factory) -> tuple[Path, dict]:
+    """A checkout with the profiles installed; the environment to run Snakemake in."""
+    checkout, env = installed_checkout(tmp_path_factory.mktemp("slurm"))
+    tiny = TEST_CONFIG.read_text()
+    (checkout / "config" / "test.yaml").write_text(tiny)
+    # Snakemake 9 merges a --configfile into the Snakefile's config/config.yaml; this checkout's
+    # config/config.yaml is the tiny config too, so the run is the tiny config's either way.
+    (checkout / "config" / "config.yaml").write_text(tiny)
+    return checkout, {**env, **slurm_cluster}
+
+
 def run_through_slurm(work: Path, env: dict, timeout: float) -> tuple[subprocess.CompletedProcess, float]:
     t0 = time.monotonic()
-    proc = subprocess.run(snakemake_cmd(work, *PROFILE, cores=None), capture_output=True,
-                          text=True, env=env, timeout=timeout)
+    proc = subprocess.run(COMMAND, cwd=work, capture_output=True, text=True, env=env,
+                          timeout=timeout)
     return proc, time.monotonic() - t0
 
 
 @pytest.fixture(scope="module")
-def slurm_run(slurm_cluster, tmp_path_factory):
-    work = tmp_path_factory.mktemp("slurm")
-    proc, seconds = run_through_slurm(work, slurm_cluster, timeout=1200)
+def slurm_run(slurm_checkout):
+    work, env = slurm_checkout
+    proc, seconds = run_through_slurm(work, env, timeout=1200)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"SLURM run failed after {seconds:.0f} s:\n{log[-8000:]}"
     print(f"tiny config through SLURM: {seconds:.0f} s")
     return work, log
 
 
+def job_settings(slurm_log: Path, option: str) -> list[str]:
+    """The values of ``option`` on the command lines of the Snakemake processes in a SLURM
+    job's log (the sbatch-side one and the srun-side one), one per command line."""
+    commands = JOB_COMMAND.findall(slurm_log.read_text())
+    assert commands, f"no Snakemake command line in SLURM log {slurm_log}"
+    values = [re.findall(rf"(?:^| ){re.escape(option)} (\S+)", c) for c in commands]
+    assert all(len(v) == 1 for v in values), (slurm_log, option, commands)
+    return [v[0] for v in values]
+
+
 def test_every_job_ran_as_a_slurm_job(slurm_run, tmp_path):
     work, log = slurm_run
+    # the installed profile by its name, and the workflow profile (which sets none of its keys)
+    assert "Using profiles slurm-local and workflow specific profile profiles/default" in log
     submitted = SUBMITTED.findall(log)
     assert submitted, log[-4000:]
     ids = [sid for _, sid, _ in submitted]
@@ -98,6 +132,14 @@ def test_every_job_ran_as_a_slurm_job(slurm_run, tmp_path):
         ran += jobs
     assert sorted(ran) == expected
 
+    # Each job ran with the cluster profile's latency wait (not Snakemake's default 5 s, which
+    # a run without the profile would use): the Snakemake inside each SLURM job prints the
+    # command line the main Snakemake gave it.
+    assert LOCAL["latency-wait"] != 5
+    for _, sid, slurm_log in submitted:
+        assert set(job_settings(Path(slurm_log), "--latency-wait")) == {str(LOCAL["latency-wait"])}, sid
+        assert set(job_settings(Path(slurm_log), "--attempt")) == {"1"}, sid
+
     # Small jobs were grouped (profile `groups`): fewer SLURM jobs than workflow jobs, and the
     # dataset chain and the per-extractor embed+evaluate jobs each ran as one SLURM job.
     logs = [Path(p).parent.name for _, _, p in submitted]
@@ -121,18 +163,24 @@ def test_slurm_results_equal_a_local_run(slurm_run, tiny_run):
     assert counts["records"] >= 2 and counts["cloaked_pngs"] > 0
 
 
-def test_failing_job_is_reported_as_failed_not_hung(slurm_run, slurm_cluster, tmp_path):
+def test_failing_job_is_retried_then_reported_as_failed_not_hung(slurm_run, slurm_checkout,
+                                                                 tmp_path):
     work = copy_workdir(slurm_run[0], tmp_path / "fail")
     record = sorted((work / "results" / "records").glob("*/*.json"))[0]
     record.write_text("{ this is not JSON")  # newer than the report: report reruns, and fails
-    proc, seconds = run_through_slurm(work, slurm_cluster, timeout=600)
+    proc, seconds = run_through_slurm(work, slurm_checkout[1], timeout=600)
     log = proc.stdout + proc.stderr
     assert proc.returncode != 0, log[-4000:]
     submitted = SUBMITTED.findall(log)
-    # one SLURM job: the report (alone, or in its group: log folder rule_report/ or group_*_report/)
-    assert len(submitted) == 1 and "report" in Path(submitted[0][2]).parent.name, submitted
-    sid = submitted[0][1]
-    assert jobcomp()[sid]["JobState"] == "FAILED"  # SLURM saw it fail ...
+    # the report (alone, or in its group: log folder rule_report/ or group_*_report/), submitted
+    # once and then resubmitted as often as the profile's `retries` says
+    assert LOCAL["retries"] >= 1
+    assert len(submitted) == 1 + LOCAL["retries"], submitted
+    assert all("report" in Path(p).parent.name for _, _, p in submitted), submitted
+    assert log.count("Trying to restart job") == LOCAL["retries"], log[-4000:]
+    for attempt, (_, sid, slurm_log) in enumerate(submitted, start=1):
+        assert jobcomp()[sid]["JobState"] == "FAILED"  # SLURM saw each attempt fail ...
+        assert set(job_settings(Path(slurm_log), "--attempt")) == {str(attempt)}, sid
     # ... and Snakemake reported it as failed (its SLURM status line is printed for a single
     # job; a group job's error names the group and its rules) and stopped
     assert re.search(r"Error in (rule report|group \w+)", log), log[-4000:]
