@@ -1,6 +1,8 @@
 # cloakbench: two commands on a fresh machine.
 #   make demo   -> set up .venv, run the whole pipeline on the offline demo, print the report path
 #   make test   -> set up .venv, run the test suite
+#   make test-reference -> cloakbench's Fawkes against the official Fawkes code (README
+#                  "Checked against the originals"; side environment built once, outside the clone)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -8,7 +10,7 @@ PIP    := $(PY) -m pip
 CORES  ?= 2
 STAMP  := $(VENV)/.cloakbench-installed
 
-.PHONY: install demo test clean-results
+.PHONY: install demo test test-reference clean-results
 
 install: $(STAMP)
 
@@ -32,6 +34,13 @@ demo: install
 
 test: install
 	$(VENV)/bin/pytest -q --durations=15
+
+# The official Fawkes releases (PyPI) run in a side environment with TensorFlow, built once by
+# tests/reference/sidevenv.py in <cache>/reference-venv-<hash>, <cache> = CLOAKBENCH_CACHE or ~/.cache/cloakbench
+# (never in .venv); tests/reference is not part of `make test`.
+test-reference: install
+	$(PY) tests/reference/sidevenv.py
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests/reference/check_reference.py
 
 clean-results:
 	rm -rf results logs .snakemake
