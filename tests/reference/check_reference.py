@@ -62,6 +62,12 @@ V10_CASES = [
 # originals"): with models 301/302 and start seed 3, the original against ITSELF from a start
 # changed by one part in a million returned DSSIM 0.0186 vs 0.0171 (correlation 0.989), and
 # fawkes_v10 0.0171 (correlation 0.965 / 0.979 with the two).
+# v0.3's presets: Fawkes.mode2param of the GitHub tag v0.3 (version 0.3.1, never on PyPI; the
+# registry's 0.0.8 has other presets), mode -> (DSSIM threshold, steps, learning rate), and its
+# penalty (the --sd default). Both sides run with these.
+V03_PRESETS = {"min": (0.002, 20, 40.0), "low": (0.003, 50, 35.0), "mid": (0.005, 200, 20.0),
+               "high": (0.008, 500, 10.0), "ultra": (0.01, 1000, 8.0)}
+V03_PENALTY = 1e6
 V03_CASES = [
     {"name": "low", "mode": "low", "faces": ["astronaut"], "targets": ["t1_face2"],
      "model_seeds": [401]},
@@ -189,10 +195,8 @@ def v03(side_python, workdir, faces) -> dict:
     """Fawkes 0.0.8 and fawkes_v03 (v0.3 presets, no decay) on every case."""
     cases = []
     for case in V03_CASES:
-        preset = V03_MODES[case["mode"]]
-        penalty = FawkesV03.__init__.__kwdefaults__["penalty"]
-        cases.append({**case, "rho": preset["rho"], "steps": preset["steps"], "lr": preset["lr"],
-                      "penalty": penalty})
+        rho, steps, lr = V03_PRESETS[case["mode"]]
+        cases.append({**case, "rho": rho, "steps": steps, "lr": lr, "penalty": V03_PENALTY})
     inputs = {"cases": np.array(json.dumps(cases))}
     for case in cases:
         inputs[f"{case['name']}/faces"] = np.stack([faces[k] for k in case["faces"]])
@@ -304,6 +308,11 @@ def _target_distance(twins, pictures, target) -> torch.Tensor:
     return total
 
 
+def test_v03_presets_are_v03s():
+    assert {m: (p["rho"], p["steps"], p["lr"]) for m, p in V03_MODES.items()} == V03_PRESETS
+    assert FawkesV03.__init__.__kwdefaults__["penalty"] == V03_PENALTY
+
+
 def test_v03_original_runs_and_twins_match(v03):
     assert v03["meta"]["fawkes"] == "0.0.8"
     for case in V03_CASES:
@@ -389,7 +398,7 @@ def dssim_pairs(side_python, workdir, faces, v10, v03) -> dict:
     figures, dataset, out = _pipeline_figures(workdir, faces, v10)
     clean_png = np.stack([read_rgb(dataset / f"{i}.png") for i in figures["image_id"]])
     stored_png = np.stack([read_rgb(out / p) for p in figures["path"]])
-    groups["perturb stage: figures.parquet"] = (clean_png, stored_png)
+    groups["perturb stage: PNGs, recomputed"] = (clean_png, stored_png)
 
     a = np.concatenate([g[0] for g in groups.values()]).astype(np.float32)
     b = np.concatenate([g[1] for g in groups.values()]).astype(np.float32)
@@ -399,8 +408,8 @@ def dssim_pairs(side_python, workdir, faces, v10, v03) -> dict:
     for label, (ga, _) in groups.items():
         result[label] = (ours[at:at + len(ga)], tf_d[at:at + len(ga)])
         at += len(ga)
-    result["figures.parquet dssim"] = (figures["dssim"].to_numpy(), result[
-        "perturb stage: figures.parquet"][1])
+    result["perturb stage: figures.parquet dssim column"] = (
+        figures["dssim"].to_numpy(), result["perturb stage: PNGs, recomputed"][1])
     return result
 
 
