@@ -4,6 +4,8 @@
 #   make profiles -> (also part of make install) link profiles/slurm, profiles/slurm-local into
 #                 the user's Snakemake config folder, for `snakemake --profile slurm`;
 #                 PROFILE_PREFIX=cloakbench- installs them as cloakbench-slurm, ... instead
+#   make test-reference -> cloakbench's Fawkes against the official Fawkes code (README
+#                  "Checked against the originals"; side environment built once, outside the clone)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -13,7 +15,7 @@ STAMP  := $(VENV)/.cloakbench-installed
 PROFILE_PREFIX ?=
 INSTALL_PROFILES := $(PY) -m cloakbench.profiles install --prefix '$(PROFILE_PREFIX)'
 
-.PHONY: install profiles demo test clean-results
+.PHONY: install profiles demo test test-reference clean-results
 
 # The environment, then the Snakemake profiles. A profile name already taken by a profile
 # this checkout did not install is left alone: make install says so and goes on (the demo
@@ -44,6 +46,13 @@ demo: install
 
 test: install
 	$(VENV)/bin/pytest -q --durations=15
+
+# The official Fawkes releases (PyPI) run in a side environment with TensorFlow, built once by
+# tests/reference/sidevenv.py in <cache>/reference-venv-<hash>, <cache> = CLOAKBENCH_CACHE or ~/.cache/cloakbench
+# (never in .venv); tests/reference is not part of `make test`.
+test-reference: install
+	$(PY) tests/reference/sidevenv.py
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests/reference/check_reference.py
 
 clean-results:
 	rm -rf results logs .snakemake

@@ -84,3 +84,26 @@ def test_same_seed_same_output_other_seed_differs(ex, images):
     c = FawkesV10([ex], mode="low", steps=4, seed=6)(images[:2])
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
+
+
+def test_start_keyword_replaces_the_seeded_start(ex, images):
+    """``start=`` is the initial tanh-space modifier: the same start gives the same cloak
+    whatever the seed; the default is still the seeded draw (passing that draw reproduces it)."""
+    from cloakbench.attacks._common import uniform_start
+
+    x = images[:2]
+    start = 1e-4 * (2 * torch.rand(x.shape, generator=torch.Generator().manual_seed(7)) - 1)
+    a = FawkesV10([ex], mode="low", steps=4, seed=5)(x, start=start)
+    b = FawkesV10([ex], mode="low", steps=4, seed=6)(x, start=start)
+    assert torch.equal(a, b)
+    seeded = FawkesV10([ex], mode="low", steps=4, seed=5)
+    default = seeded(x)
+    assert not torch.equal(default, a)
+    assert torch.equal(seeded(x, start=uniform_start(seeded.generator, x, seeded.init_noise)),
+                       default)
+    assert torch.equal(start, 1e-4 * (2 * torch.rand(x.shape, generator=torch.Generator()
+                                                     .manual_seed(7)) - 1))  # not modified
+    with pytest.raises(ValueError, match=r"start must be a tensor shaped like the batch"):
+        seeded(x, start=start[:1])
+    with pytest.raises(ValueError, match="non-finite"):
+        seeded(x, start=torch.full_like(x, float("nan")))

@@ -20,9 +20,10 @@ Algorithm (defaults are the original's):
   1), halves while DSSIM >= 1.1 rho (down to 1/129), and resets to 1 when the DSSIM
   crosses from one side to the other or lands inside the band.
 - Adadelta (TensorFlow 2 Keras defaults rho 0.95, eps 1e-7). Start from uniform noise
-  +-1e-4 in tanh space; after the first update one extra signed step of 0.01 against
-  the gradient, after which the optimiser starts fresh (the original re-created its
-  variable there, which gave it new Adadelta accumulators).
+  +-1e-4 in tanh space (seeded per picture, or the ``start`` passed to the call); after
+  the first update one extra signed step of 0.01 against the gradient, after which the
+  optimiser starts fresh (the original re-created its variable there, which gave it new
+  Adadelta accumulators).
 - Returned picture: among the steps whose DSSIM <= 1.1 rho, the one with the largest
   feature term; with ``save_last_on_failed`` (on, as the original) the last step's
   picture replaces it when the best term stayed < 0.3, the last DSSIM is < 0.015 and the
@@ -80,6 +81,9 @@ class FawkesV10(Cloak):
         save_last_on_failed: the original's last-step rescue (True).
         cuda_graph: on CUDA, replay each step as a captured CUDA graph (True; an execution
             setting, the numbers are the same; see ``_common.StepRunner``).
+
+    Call: ``cloak(images, start=None)``; ``start`` replaces the seeded start noise (the
+    initial tanh-space modifier, shaped like ``images``; see :meth:`__call__`).
 
     After a call, ``history`` holds per-step batch means of ``loss``, ``feature`` (the
     term maximised), ``dssim`` and ``weight`` (entry i = the picture after i updates).
@@ -150,17 +154,40 @@ class FawkesV10(Cloak):
             ex.to(self.device)
         self.history = History()
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, *,
+                 start: torch.Tensor | None = None) -> torch.Tensor:
+        """Cloak a batch Bx3xHxW in [0, 1].
+
+        ``start``: the initial modifier in tanh space (the variable the optimiser moves; the
+        picture is ``tanh(atanh(x) + modifier)`` up to the original's scaling), same shape as
+        ``images``. Default: the seeded uniform draw of ``init_noise`` (per picture, from the
+        cloak's seed). The untargeted objective has zero gradient at the clean picture, so the
+        start picks the direction the features move: pass the start another implementation
+        used (e.g. the official Fawkes) to compare the two on equal terms.
+        """
         out_device = images.device
         x = images.detach().to(self.device, torch.float32)
         b = x.shape[0]
+        if start is not None:
+            if not isinstance(start, torch.Tensor) or tuple(start.shape) != tuple(x.shape):
+                got = tuple(start.shape) if hasattr(start, "shape") else type(start).__name__
+                raise ValueError(f"cloak '{self.type_name}': start must be a tensor shaped like "
+                                 f"the batch {tuple(x.shape)} (the initial tanh-space modifier), "
+                                 f"got {got}")
+            if not torch.isfinite(start).all():
+                raise ValueError(f"cloak '{self.type_name}': start holds non-finite values")
         with torch.no_grad():
             clean = [F.normalize(ex(x).float(), dim=1) for ex in self.extractors]
             clean_norms = [c.norm(dim=1) for c in clean]
 
-        # Seeded start, drawn per picture (same seed and picture -> same cloak in any batch).
+        # Seeded start, drawn per picture (same seed and picture -> same cloak in any batch),
+        # unless the caller gave one.
         w0 = to_tanh_space(x)
-        modifier = uniform_start(self.generator, x, self.init_noise).requires_grad_(True)
+        if start is None:
+            modifier = uniform_start(self.generator, x, self.init_noise)
+        else:
+            modifier = start.detach().to(self.device, torch.float32).clone()
+        modifier.requires_grad_(True)
         square_avg, acc_delta = torch.zeros_like(x), torch.zeros_like(x)
         weight = torch.ones(b, device=self.device)
         side = torch.zeros(b, device=self.device)  # +1 below the band, -1 above, 0 inside
