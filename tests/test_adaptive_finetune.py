@@ -40,13 +40,13 @@ def test_finetune_records_match_evaluate_shape(scrape):
                                       train_settings=FAST, bootstrap=10, seed=0)
     assert len(recs) == 1
     r = recs[0]
-    assert r["experiment"] == "none/tiny/finetune" and r["classifier"] == "finetune"
-    m = r["metrics"]
+    assert r.experiment == "none/tiny/finetune" and r.kind == "evaluation" and r.labels["classifier"] == "finetune"
+    m = r.metrics
     for key in ("protection", "protection_ci95", "protection_per_user", "clean_accuracy",
                 "n_protected_users", "n_train", "n_train_cloaked"):
         assert key in m, key
     assert m["n_protected_users"] == 2 and m["n_train"] == 36 and m["n_train_cloaked"] == 0
-    assert r["settings"]["finetune"]["optimizer"] == "adam"
+    assert r.settings["finetune"]["optimizer"] == "adam"
     # report.summarise accepts it beside evaluate's records
-    from cloakbench.report import summarise
+    from cloakbench.report.tables import summarise
     assert summarise(recs).loc[0, "classifier"] == "finetune"

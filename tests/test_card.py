@@ -1,4 +1,4 @@
-"""dataset_quality (figures from embeddings) and contact_sheet."""
+"""The dataset card (cloakbench.card): dataset_quality (figures from embeddings) and contact_sheet."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cloakbench.demo.quality import contact_sheet, dataset_quality
+from cloakbench.card import contact_sheet, dataset_quality
 
 
 def _clusters(n_ids=6, per=10, dim=128, spread=0.05, seed=0, merge_last_two=False):
