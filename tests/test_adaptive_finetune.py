@@ -50,3 +50,21 @@ def test_finetune_records_match_evaluate_shape(scrape):
     # report.summarise accepts it beside evaluate's records
     from cloakbench.report.tables import summarise
     assert summarise(recs).loc[0, "classifier"] == "finetune"
+
+
+def test_run_finetune_evaluate_from_files(scrape, tmp_path):
+    from cloakbench.records import read_records
+
+    scrape.to_parquet(tmp_path / "scrape.parquet")
+    out = tmp_path / "ft.json"
+    finetune.run_finetune_evaluate(
+        scrape=tmp_path / "scrape.parquet", out=out, cloak="none", extractor="tiny",
+        extractor_spec={"type": TinyTrainable.type_name}, checkpoint=None, cloak_spec=None, train=FAST,
+        evaluate_cfg={"classifiers": ["knn1"], "bootstrap": 5, "batch_size": 8}, scrape_cfg={},
+        dataset_cfg={"root": "d"}, seed=1, device="cpu")
+    (rec,) = read_records([out], kind="evaluation")
+    direct = finetune.finetune_evaluate(scrape, TinyTrainable(), settings={"cloak": "none", "extractor": "tiny"},
+                                        train_settings=FAST, bootstrap=5, seed=1)[0]
+    assert rec.experiment == "none/tiny/finetune" and rec.settings["dataset"]["n_pictures"] == len(scrape)
+    for key in ("protection", "clean_accuracy", "protection_per_user"):
+        assert rec.metrics[key] == direct.metrics[key], key

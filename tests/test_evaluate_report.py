@@ -1,6 +1,8 @@
 import numpy as np
 import pandas as pd
+import pytest
 
+from cloakbench.errors import DataError
 from cloakbench.evaluate import assemble, bootstrap_ci, evaluate, protection_metrics, run_evaluate
 from cloakbench.records import read_records, write_records
 from cloakbench.report.render import write_report
@@ -115,3 +117,41 @@ def test_run_evaluate_writes_the_records_of_its_files(tmp_path):
     s = back[0].settings
     assert s["protected_users"] == ["id0"] and s["dataset"] == {"root": "data", "n_pictures": 35, "n_identities": 5}
     assert s["extractor_info"]["release_date"] == "2018-06-01" and s["cloak_spec"]["ensemble"] == ["e"]
+
+
+def test_run_report_from_files(tmp_path):
+    # the rule's entry point: record files, one cloak's shard folder, the manifest, no adaptive files
+    from cloakbench.io import write_parquet, write_png
+    from cloakbench.report.render import run_report
+
+    scrape, emb = synthetic()
+    settings = {"cloak": "c", "extractor": "e", "extractor_info": {"release_date": "2020-01-01"},
+                "cloak_spec": {"release_date": "2021-01-01", "ensemble": ["e"]}, "protected_users": ["id0"],
+                "dataset": {"root": "d", "n_pictures": 35, "n_identities": 5}}
+    write_records(evaluate(scrape, emb, classifiers=["knn1", "linear"], bootstrap=10, seed=0, settings=settings),
+                  tmp_path / "rec.json")
+    manifest = pd.DataFrame({"image_id": ["id0/0"], "identity": ["id0"], "path": ["images/id0/0.png"]})
+    write_parquet(manifest, tmp_path / "dataset" / "manifest.parquet")
+    write_png(np.zeros((8, 8, 3), np.uint8), tmp_path / "dataset" / "images" / "id0" / "0.png")
+    shard = tmp_path / "shard-0"
+    write_png(np.full((8, 8, 3), 9, np.uint8), shard / "images" / "id0" / "0.png")
+    write_parquet(pd.DataFrame({"image_id": ["id0/0"], "identity": ["id0"], "path": ["images/id0/0.png"],
+                                "dssim": [0.01], "linf": [0.03], "l2": [0.5], "seconds": [1.0]}),
+                  shard / "figures.parquet")
+    out = tmp_path / "out"
+    summary = run_report(records=[tmp_path / "rec.json"], shards=[shard], manifest=tmp_path / "dataset" / "manifest.parquet",
+                         card=[], finetune=[], robust_meta=[], detection=[], timetravel=[], combine=[],
+                         report=out / "report.md", detection_roc=out / "figures" / "detection_roc.png",
+                         combinations=out / "figures" / "combinations.png", cloaks=["c"], n_shards=1, examples=1)
+    text = (out / "report.md").read_text()
+    assert len(summary) == 2 and set(summary["relation"]) == {"targeted"}
+    assert "(T) targeted" in text and "| c | 1 | 0.0100 | 0.0300 | 0.500 | 1.00 |" in text
+    for f in ("summary.parquet", "figures/protection_heatmap.png", "figures/examples.png",
+              "figures/detection_roc.png", "figures/combinations.png"):
+        assert (out / f).stat().st_size > 0, f
+    # a record file given to the wrong input is refused, naming the file
+    with pytest.raises(DataError, match="rec.json.*evaluation record where detection"):
+        run_report(records=[], shards=[], manifest=tmp_path / "dataset" / "manifest.parquet", card=[], finetune=[],
+                   robust_meta=[], detection=[tmp_path / "rec.json"], timetravel=[], combine=[],
+                   report=out / "report.md", detection_roc=out / "r.png", combinations=out / "c.png", cloaks=[],
+                   n_shards=1, examples=0)
