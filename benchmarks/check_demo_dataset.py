@@ -79,7 +79,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None, help="write the figures as JSON here")
     a = ap.parse_args(argv)
 
-    from cloakbench.demo import contact_sheet, dataset_quality, make_demo_dataset
+    from cloakbench.card import contact_sheet, dataset_quality
+    from cloakbench.demo import make_demo_dataset
     out = Path(a.out) if a.out else Path(tempfile.mkdtemp(prefix="cloakbench-demo-check-")) / "demo"
     gen = None
     if not (a.reuse and (out / "card.json").exists()):

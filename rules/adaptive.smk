@@ -4,33 +4,8 @@
 # Robust extractors are ordinary `extractors:` entries of `type: robust` (base, cloaks, train):
 # rule robust_train makes their checkpoint results/extractors/<name>.pt (instead of
 # train_extractor), and the standard embed -> evaluate rules do the rest, so every classifier
-# is reported for them. Everything else is configured under `adaptive:`.
-from cloakbench.adaptive.detection import needs_extractor
-from cloakbench.adaptive.settings import check_adaptive_config
-
-try:
-    ADAPTIVE = check_adaptive_config(config)  # also fills extractors.<robust>.base_spec
-except CloakbenchError as exc:
-    raise WorkflowError(f"invalid configuration: {exc}") from None
-
-ROBUST = ADAPTIVE["robust"]
-DETECTORS = ADAPTIVE["detection"]["detectors"]
-
-
-def adaptive_targets():
-    """Every adaptive output, by kind (what the report rule takes as extra inputs)."""
-    ft, det, tt, cb = (ADAPTIVE[k] for k in ("finetune", "detection", "timetravel", "combine"))
-    return {
-        "finetune": [f"results/adaptive/finetune/{c}/{e}.json" for c in ft["cloaks"] for e in ft["extractors"]],
-        "robust_meta": [f"results/extractors/{n}.json" for n in ROBUST],
-        "detection": [f"results/adaptive/detection/{d}/{c}.json" for d in DETECTORS for c in det["train_cloaks"]],
-        "timetravel": [f"results/adaptive/timetravel/{o}__{n}/{e}.json"
-                       for o, n in tt["pairs"] for e in tt["extractors"]],
-        "combine": [f"results/adaptive/combine/{c}/{a}__{r}.json" for c in cb["cloaks"] for a, r in cb["pairs"]],
-    }
-
-
-ADAPTIVE_TARGETS = adaptive_targets()
+# is reported for them. Everything else is configured under `adaptive:`; the plan (ADAPTIVE,
+# ROBUST, DETECTORS and ADAPTIVE_TARGETS in rules/common.smk) holds it checked and resolved.
 
 
 ruleorder: robust_train > train_extractor
@@ -41,7 +16,7 @@ ruleorder: robust_train > train_extractor
 rule robust_train:
     input:
         unpack(lambda wc: {"base_checkpoint": checkpoint_path(ROBUST[wc.extractor]["base"])}
-               if ROBUST[wc.extractor]["base"] in TRAINED else {}),
+               if ROBUST[wc.extractor]["base"] in PLAN.trained else {}),
         manifest=MANIFEST,
         roles=ROLES,
         images=f"{DATASET_DIR}/images",
@@ -53,18 +28,18 @@ rule robust_train:
     wildcard_constraints:
         extractor=_alternation(list(ROBUST)),
     params:
-        spec=lambda wc: config["extractors"][wc.extractor],
+        spec=lambda wc: PLAN.plain("extractors", wc.extractor),
         base=lambda wc: ROBUST[wc.extractor]["base"],
-        base_spec=lambda wc: ROBUST[wc.extractor]["base_spec"],
-        cloaks=lambda wc: ROBUST[wc.extractor]["cloaks"],
-        train=lambda wc: ROBUST[wc.extractor]["train"],
-        seed=config["seed"],
-        device=config["device"],
+        base_spec=lambda wc: PLAN.plain("adaptive", "robust", wc.extractor, "base_spec"),
+        cloaks=lambda wc: PLAN.plain("adaptive", "robust", wc.extractor, "cloaks"),
+        train=lambda wc: PLAN.plain("adaptive", "robust", wc.extractor, "train"),
+        seed=PLAN["seed"],
+        device=PLAN["device"],
     threads: 2
     resources:
         mem_mb=6000,
         runtime=240,
-        gpu=lambda wc: 1 if config["device"] != "cpu" else 0,
+        gpu=GPU,
     log:
         "logs/adaptive/robust_train/{extractor}.log",
     script:
@@ -81,19 +56,19 @@ rule finetune_evaluate:
     output:
         "results/adaptive/finetune/{cloak}/{extractor}.json",
     params:
-        extractor_spec=lambda wc: config["extractors"][wc.extractor],
-        cloak_spec=lambda wc: config["cloaks"].get(wc.cloak),
-        train=ADAPTIVE["finetune"]["train"],
-        evaluate=config["evaluate"],
-        scrape=config["scrape"],
-        dataset=config["dataset"],
-        seed=config["seed"],
-        device=config["device"],
+        extractor_spec=lambda wc: PLAN.plain("extractors", wc.extractor),
+        cloak_spec=lambda wc: PLAN.cloak_spec(wc.cloak),
+        train=PLAN.plain("adaptive", "finetune", "train"),
+        evaluate=PLAN.plain("evaluate"),
+        scrape=PLAN.plain("scrape"),
+        dataset=PLAN.plain("dataset"),
+        seed=PLAN["seed"],
+        device=PLAN["device"],
     threads: 2
     resources:
         mem_mb=6000,
         runtime=240,
-        gpu=lambda wc: 1 if config["device"] != "cpu" else 0,
+        gpu=GPU,
     log:
         "logs/adaptive/finetune/{cloak}/{extractor}.log",
     script:
@@ -104,7 +79,7 @@ rule finetune_evaluate:
 # test cloak's scraped protected pictures (cross-cloak when they differ).
 rule detect:
     input:
-        unpack(lambda wc: checkpoints_for([needs_extractor(DETECTORS[wc.detector])])),
+        unpack(lambda wc: checkpoints_for([PLAN.detector_extractor(wc.detector)])),
         manifest=MANIFEST,
         roles=ROLES,
         images=f"{DATASET_DIR}/images",
@@ -115,18 +90,19 @@ rule detect:
         "results/adaptive/detection/{detector}/{train_cloak}.json",
     wildcard_constraints:
         detector=_alternation(list(DETECTORS)),
-        train_cloak=_alternation(ADAPTIVE["detection"]["train_cloaks"]),
+        train_cloak=_alternation(list(ADAPTIVE["detection"]["train_cloaks"])),
     params:
-        detector=lambda wc: DETECTORS[wc.detector],
-        extractor_spec=lambda wc: config["extractors"].get(DETECTORS[wc.detector].get("extractor") or "", {}),
-        test_cloaks=ADAPTIVE["detection"]["test_cloaks"],
-        seed=config["seed"],
-        device=config["device"],
+        detector=lambda wc: PLAN.plain("adaptive", "detection", "detectors", wc.detector),
+        extractor_spec=lambda wc: PLAN.plain("extractors", DETECTORS[wc.detector]["extractor"])
+        if DETECTORS[wc.detector].get("extractor") else {},
+        test_cloaks=PLAN.plain("adaptive", "detection", "test_cloaks"),
+        seed=PLAN["seed"],
+        device=PLAN["device"],
     threads: 2
     resources:
         mem_mb=4000,
         runtime=60,
-        gpu=lambda wc: 1 if config["device"] != "cpu" else 0,
+        gpu=GPU,
     log:
         "logs/adaptive/detect/{detector}/{train_cloak}.log",
     script:
@@ -134,7 +110,7 @@ rule detect:
 
 
 def _timetravel_imagesets(wc):
-    return list(dict.fromkeys(imagesets_for(wc.old) + imagesets_for(wc.new)))
+    return list(dict.fromkeys(PLAN.imagesets(wc.old) + PLAN.imagesets(wc.new)))
 
 
 # timetravel: protected users cloaked the first part of their pictures with the old cloak and
@@ -152,13 +128,13 @@ rule timetravel:
     params:
         imagesets=_timetravel_imagesets,
         switch_fraction=ADAPTIVE["timetravel"]["switch_fraction"],
-        extractor_spec=lambda wc: config["extractors"][wc.extractor],
-        old_spec=lambda wc: config["cloaks"][wc.old],
-        new_spec=lambda wc: config["cloaks"][wc.new],
-        evaluate=config["evaluate"],
-        scrape=config["scrape"],
-        dataset=config["dataset"],
-        seed=config["seed"],
+        extractor_spec=lambda wc: PLAN.plain("extractors", wc.extractor),
+        old_spec=lambda wc: PLAN.cloak_spec(wc.old),
+        new_spec=lambda wc: PLAN.cloak_spec(wc.new),
+        evaluate=PLAN.plain("evaluate"),
+        scrape=PLAN.plain("scrape"),
+        dataset=PLAN.plain("dataset"),
+        seed=PLAN["seed"],
     threads: 1
     resources:
         mem_mb=2000,
@@ -174,19 +150,19 @@ rule combine:
     input:
         scrape="results/scrape/{cloak}/scrape.parquet",
         embeddings=lambda wc: [f"results/embeddings/{e}/{s}.parquet"
-                               for e in (wc.accurate, wc.robust) for s in imagesets_for(wc.cloak)],
+                               for e in (wc.accurate, wc.robust) for s in PLAN.imagesets(wc.cloak)],
     output:
         "results/adaptive/combine/{cloak}/{accurate}__{robust}.json",
     wildcard_constraints:
         accurate=_alternation(EXTRACTORS),
         robust=_alternation(EXTRACTORS),
     params:
-        imagesets=lambda wc: imagesets_for(wc.cloak),
+        imagesets=lambda wc: PLAN.imagesets(wc.cloak),
         quantile=ADAPTIVE["combine"]["quantile"],
-        sweep=ADAPTIVE["combine"]["sweep"],
-        bootstrap=config["evaluate"]["bootstrap"],
-        scrape=config["scrape"],
-        seed=config["seed"],
+        sweep=PLAN.plain("adaptive", "combine", "sweep"),
+        bootstrap=PLAN["evaluate"]["bootstrap"],
+        scrape=PLAN.plain("scrape"),
+        seed=PLAN["seed"],
     threads: 1
     resources:
         mem_mb=2000,

@@ -1,44 +1,43 @@
-# Helpers shared by the rules: validated config, names, and input functions.
-import json
+# The plan (the validated, resolved, read-only configuration) and the helpers every rule file
+# uses. Every name a rules/*.smk file uses is defined here or in that file.
 import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from cloakbench.config import missing_inputs, validate_config
 from cloakbench.errors import CloakbenchError
-from cloakbench.extractors.registry import extractor_class
+from cloakbench.plan import build_plan
 
+# Validated once, before any job; Snakemake's `config` is left as given and no rule reads it.
 try:
-    _validated = validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml",
-                                 base_dir=Path.cwd(), check_paths=False)
+    PLAN = build_plan(config, Path(workflow.basedir) / "config" / "schema.yaml", base_dir=Path.cwd())
 except CloakbenchError as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
-config.clear()
-config.update(_validated)
 
 # Data and weights the pipeline cannot make itself: listed when the Snakefile is read, so a
 # dry run (-n) names them and still shows the whole DAG; a real run stops in `onstart`,
 # before any job starts.
-MISSING_INPUTS = missing_inputs(config, base_dir=Path.cwd())
-if MISSING_INPUTS:
-    _msg = "missing inputs (provide them, or `dvc pull`):\n  " + "\n  ".join(MISSING_INPUTS)
+if PLAN.missing_inputs:
+    _msg = "missing inputs (provide them, or `dvc pull`):\n  " + "\n  ".join(PLAN.missing_inputs)
     print(f"WARNING: {_msg}", file=sys.stderr)
 
 
 onstart:
-    if MISSING_INPUTS:
-        raise WorkflowError("missing inputs, no job started:\n  " + "\n  ".join(MISSING_INPUTS))
+    if PLAN.missing_inputs:
+        raise WorkflowError("missing inputs, no job started:\n  " + "\n  ".join(PLAN.missing_inputs))
 
 DATASET_DIR = "results/dataset"
 MANIFEST = f"{DATASET_DIR}/manifest.parquet"
 ROLES = f"{DATASET_DIR}/roles.parquet"
-EXTRACTORS = list(config["extractors"])
-CLOAKS = list(config["cloaks"])
+EXTRACTORS = list(PLAN.extractors)
+CLOAKS = list(PLAN.cloaks)
 CLOAKS_AND_BASELINE = ["none"] + CLOAKS
-SHARDS = list(range(config["perturb"]["shards"]))
-TRAINED = [n for n, s in config["extractors"].items()
-           if extractor_class(s["type"], name=n).trained_in_pipeline]
+SHARDS = list(PLAN.shards)
+ADAPTIVE = PLAN["adaptive"]
+ROBUST = ADAPTIVE["robust"]
+DETECTORS = ADAPTIVE["detection"]["detectors"]
+# gpu resource of the rules that run a model
+GPU = 1 if PLAN["device"] != "cpu" else 0
 
 
 def _alternation(names):
@@ -52,29 +51,35 @@ wildcard_constraints:
     subset="protected|public",
 
 
+def dataset_root_input(wildcards):
+    """The dataset folder as an input when the demo rule makes it (else it is not a job's output)."""
+    return [PLAN["dataset"]["root"]] if PLAN["demo"]["enabled"] else []
+
+
 def checkpoint_path(name):
     return f"results/extractors/{name}.pt"
 
 
 def checkpoints_for(names):
     """Checkpoint files of the extractors trained in the pipeline among ``names``."""
-    return {n: checkpoint_path(n) for n in names if n in TRAINED}
+    return {n: checkpoint_path(n) for n in names if n in PLAN.trained}
 
 
 def shard_dirs(cloak, subset="protected"):
     return [f"results/cloaked/{cloak}/{subset}/shard-{k}" for k in SHARDS]
 
 
-def scrape_emits_images(cloak):
-    """Does scrape write pictures that differ from the clean set (cloaked or re-encoded)?"""
-    s = config["scrape"]
-    cloaked = cloak != "none" and s["protected_fraction"] > 0
-    return cloaked or bool(s["jpeg_quality"] or s["resize"])
+def adaptive_targets():
+    """Every adaptive output, by kind (what the report rule takes as extra inputs)."""
+    ft, det, tt, cb = (ADAPTIVE[k] for k in ("finetune", "detection", "timetravel", "combine"))
+    return {
+        "finetune": [f"results/adaptive/finetune/{c}/{e}.json" for c in ft["cloaks"] for e in ft["extractors"]],
+        "robust_meta": [f"results/extractors/{n}.json" for n in ROBUST],
+        "detection": [f"results/adaptive/detection/{d}/{c}.json" for d in DETECTORS for c in det["train_cloaks"]],
+        "timetravel": [f"results/adaptive/timetravel/{o}__{n}/{e}.json"
+                       for o, n in tt["pairs"] for e in tt["extractors"]],
+        "combine": [f"results/adaptive/combine/{c}/{a}__{r}.json" for c in cb["cloaks"] for a, r in cb["pairs"]],
+    }
 
 
-def imagesets_for(cloak):
-    return ["clean"] + ([f"scraped-{cloak}"] if scrape_emits_images(cloak) else [])
-
-
-def as_json(obj):
-    return json.dumps(obj, sort_keys=True)
+ADAPTIVE_TARGETS = adaptive_targets()

@@ -7,9 +7,9 @@ rule prepare_dataset:
         rejects=f"{DATASET_DIR}/rejects.parquet",
         images=directory(f"{DATASET_DIR}/images"),
     params:
-        root=config["dataset"]["root"],
-        dataset=config["dataset"],
-        seed=config["seed"],
+        root=PLAN["dataset"]["root"],
+        dataset=PLAN.plain("dataset"),
+        seed=PLAN["seed"],
     threads: 1
     resources:
         mem_mb=4000,
@@ -27,8 +27,8 @@ rule select_users:
     output:
         roles=ROLES,
     params:
-        users=config["users"],
-        seed=config["seed"],
+        users=PLAN.plain("users"),
+        seed=PLAN["seed"],
     threads: 1
     resources:
         mem_mb=1000,

@@ -1,20 +1,20 @@
 # dataset_card: how recognisable the dataset's identities are for the real recognisers
 # (SFace, dlib), measured by the pipeline from the clean embeddings, plus a contact sheet.
-CARD_EXTRACTORS = [n for n, s in config["extractors"].items() if s["type"] in ("sface", "dlib_resnet")]
+# (The report takes the card as an input when PLAN.card_extractors is not empty.)
 
 
 rule dataset_card:
     input:
         manifest=MANIFEST,
-        embeddings=expand("results/embeddings/{extractor}/clean.parquet", extractor=CARD_EXTRACTORS),
+        embeddings=expand("results/embeddings/{extractor}/clean.parquet", extractor=PLAN.card_extractors),
     output:
         card="results/dataset/card.json",
         sheet="results/figures/contact_sheet.png",
     params:
-        extractors=CARD_EXTRACTORS,
-        types={n: config["extractors"][n]["type"] for n in CARD_EXTRACTORS},
-        root=config["dataset"]["root"],
-        seed=config["seed"],
+        extractors=list(PLAN.card_extractors),
+        types={n: PLAN["extractors"][n]["type"] for n in PLAN.card_extractors},
+        root=PLAN["dataset"]["root"],
+        seed=PLAN["seed"],
     threads: 1
     resources:
         mem_mb=2000,

@@ -1,13 +1,13 @@
 # make_demo_dataset: the offline demo data, in the folder-per-identity layout a real dataset uses.
-if config["demo"]["enabled"]:
+if PLAN["demo"]["enabled"]:
 
     rule make_demo_dataset:
         output:
-            directory(config["dataset"]["root"]),
+            directory(PLAN["dataset"]["root"]),
         params:
-            identities=config["demo"]["identities"],
-            pictures=config["demo"]["pictures_per_identity"],
-            seed=config["seed"],
+            identities=PLAN["demo"]["identities"],
+            pictures=PLAN["demo"]["pictures_per_identity"],
+            seed=PLAN["seed"],
         threads: 2
         resources:
             mem_mb=2000,
@@ -16,7 +16,3 @@ if config["demo"]["enabled"]:
             "logs/make_demo_dataset.log",
         script:
             "../scripts/make_demo_dataset.py"
-
-
-def dataset_root_input(wildcards):
-    return [config["dataset"]["root"]] if config["demo"]["enabled"] else []

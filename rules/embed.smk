@@ -11,14 +11,14 @@ rule embed:
     wildcard_constraints:
         imageset=r"clean|scraped-[A-Za-z0-9_]+",
     params:
-        spec=lambda wc: config["extractors"][wc.extractor],
-        batch_size=config["evaluate"]["batch_size"],
-        device=config["device"],
+        spec=lambda wc: PLAN.plain("extractors", wc.extractor),
+        batch_size=PLAN["evaluate"]["batch_size"],
+        device=PLAN["device"],
     threads: 2
     resources:
         mem_mb=4000,
         runtime=60,
-        gpu=lambda wc: 1 if config["device"] != "cpu" else 0,
+        gpu=GPU,
     log:
         "logs/embed/{extractor}/{imageset}.log",
     script:

@@ -3,17 +3,17 @@ rule evaluate:
     input:
         scrape="results/scrape/{cloak}/scrape.parquet",
         embeddings=lambda wc: {s: f"results/embeddings/{wc.extractor}/{s}.parquet"
-                               for s in imagesets_for(wc.cloak)}.values(),
+                               for s in PLAN.imagesets(wc.cloak)}.values(),
     output:
         "results/records/{cloak}/{extractor}.json",
     params:
-        imagesets=lambda wc: imagesets_for(wc.cloak),
-        extractor_spec=lambda wc: config["extractors"][wc.extractor],
-        cloak_spec=lambda wc: config["cloaks"].get(wc.cloak),
-        evaluate=config["evaluate"],
-        scrape=config["scrape"],
-        dataset=config["dataset"],
-        seed=config["seed"],
+        imagesets=lambda wc: PLAN.imagesets(wc.cloak),
+        extractor_spec=lambda wc: PLAN.plain("extractors", wc.extractor),
+        cloak_spec=lambda wc: PLAN.cloak_spec(wc.cloak),
+        evaluate=PLAN.plain("evaluate"),
+        scrape=PLAN.plain("scrape"),
+        dataset=PLAN.plain("dataset"),
+        seed=PLAN["seed"],
     threads: 1
     resources:
         mem_mb=2000,

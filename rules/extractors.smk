@@ -8,14 +8,14 @@ rule train_extractor:
         checkpoint="results/extractors/{extractor}.pt",
         meta="results/extractors/{extractor}.json",
     params:
-        spec=lambda wc: config["extractors"][wc.extractor],
-        seed=config["seed"],
-        device=config["device"],
+        spec=lambda wc: PLAN.plain("extractors", wc.extractor),
+        seed=PLAN["seed"],
+        device=PLAN["device"],
     threads: 2
     resources:
         mem_mb=4000,
         runtime=120,
-        gpu=lambda wc: 1 if config["device"] != "cpu" else 0,
+        gpu=GPU,
     log:
         "logs/train_extractor/{extractor}.log",
     script:

@@ -5,7 +5,7 @@ rule report:
                        cloak=CLOAKS_AND_BASELINE, extractor=EXTRACTORS),
         shards=[d for c in CLOAKS for d in shard_dirs(c)],
         manifest=MANIFEST,
-        card=["results/dataset/card.json"] if CARD_EXTRACTORS else [],
+        card=["results/dataset/card.json"] if PLAN.card_extractors else [],
         adaptive_finetune=ADAPTIVE_TARGETS["finetune"],
         adaptive_robust_meta=ADAPTIVE_TARGETS["robust_meta"],
         adaptive_detection=ADAPTIVE_TARGETS["detection"],
@@ -21,8 +21,8 @@ rule report:
     params:
         cloaks=CLOAKS,
         shards=len(SHARDS),
-        examples=config["report"]["examples"],
-        seed=config["seed"],
+        examples=PLAN["report"]["examples"],
+        seed=PLAN["seed"],
     threads: 1
     resources:
         mem_mb=2000,

@@ -9,8 +9,8 @@ rule scrape:
         table="results/scrape/{cloak}/scrape.parquet",
         images=directory("results/scrape/{cloak}/images"),
     params:
-        scrape=config["scrape"],
-        seed=config["seed"],
+        scrape=PLAN.plain("scrape"),
+        seed=PLAN["seed"],
     threads: 1
     resources:
         mem_mb=2000,

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from cloakbench.adaptive import combine
-from cloakbench.evaluate import Split, fit_predict_knn1, protection_metrics
+from cloakbench.classifiers import knn1
+from cloakbench.evaluate import Split, assemble, protection_metrics
+from cloakbench.records import read_records
 
 
 def make_splits(seed: int = 0):
@@ -42,7 +45,7 @@ def make_splits(seed: int = 0):
 def test_nn_predict_matches_evaluate_knn1():
     a, _, _ = make_splits()
     pred, dist = combine.nn_predict(a.x_train, a.y_train, a.x_test)
-    assert np.array_equal(pred, fit_predict_knn1(a.x_train, a.y_train, a.x_test, 0))
+    assert np.array_equal(pred, knn1(a.x_train, a.y_train, a.x_test, 0))
     assert (dist >= 0).all() and (dist <= 2).all()
 
 
@@ -62,7 +65,9 @@ def test_top2_at_least_each_model_and_records():
     a, r, cal = make_splits()
     recs = combine.combine_records(a, r, calibrate=cal, names=("acc", "rob"), cloak="c", quantile=0.9,
                                    sweep=[0.0, 0.5, 1.0], bootstrap=20, seed=0)
-    by = {x["method"]: x["metrics"] for x in recs}
+    by = {x.labels["method"]: x.metrics for x in recs}
+    assert {x.kind for x in recs} == {"combination"}
+    assert [x.labels["sweep"] for x in recs] == [False] * 4 + [True] * 3
     assert set(by) >= {"accurate", "robust", "top2", "threshold", "threshold_q0", "threshold_q1"}
     for key in ("clean_accuracy", "protected_accuracy"):
         assert by["top2"][key] >= max(by["accurate"][key], by["robust"][key])
@@ -79,7 +84,7 @@ def test_top2_at_least_each_model_and_records():
     assert t["fallback_rate_protected"] > t["fallback_rate_clean"]
     assert t["protection"] < by["accurate"]["protection"]
     acc = by["accurate"]
-    ref = protection_metrics(a.y_test, fit_predict_knn1(a.x_train, a.y_train, a.x_test, 0), a.test_role,
+    ref = protection_metrics(a.y_test, knn1(a.x_train, a.y_train, a.x_test, 0), a.test_role,
                              bootstrap=20, seed=0)
     assert acc["protection"] == ref["protection"] and acc["clean_accuracy"] == ref["clean_accuracy"]
 
@@ -96,3 +101,33 @@ def test_mismatched_splits_rejected():
     with pytest.raises(ValueError, match="different scrape tables"):
         combine.combine_records(a, r, calibrate=cal, names=("a", "r"), cloak="c", quantile=0.9,
                                 bootstrap=0, seed=0)
+
+
+def test_run_combine_reads_both_models_files(tmp_path):
+    # 3 identities, 2 train + 1 test each; u0 protected (its training pictures cloaked), u1 public
+    a, r, _ = make_splits()
+    rows, emb_a, emb_r = [], [], []
+    for k, ident in enumerate(["p0", "u0", "u1"]):
+        role = {"p0": "protected", "u0": "public", "u1": "other"}[ident]
+        for j in range(3):
+            split = "train" if j < 2 else "test"
+            iid = f"{ident}/{j}"
+            rows.append((iid, ident, role, split, role == "protected" and split == "train", "clean", ""))
+            emb_a.append((iid, a.x_train[6 * k + j].astype(np.float32)))
+            emb_r.append((iid, r.x_train[6 * k + j].astype(np.float32)))
+    scrape = pd.DataFrame(rows, columns=["image_id", "identity", "role", "split", "cloaked", "imageset", "path"])
+    scrape.iloc[::-1].to_parquet(tmp_path / "scrape.parquet")  # file order must not matter
+    pd.DataFrame(emb_a, columns=["image_id", "embedding"]).to_parquet(tmp_path / "a.parquet")
+    pd.DataFrame(emb_r, columns=["image_id", "embedding"]).to_parquet(tmp_path / "r.parquet")
+    out = tmp_path / "c.json"
+    recs = combine.run_combine(scrape=tmp_path / "scrape.parquet", embeddings=[tmp_path / "a.parquet",
+                               tmp_path / "r.parquet"], imagesets=["clean"], out=out, cloak="c", accurate="acc",
+                               robust="rob", quantile=0.9, sweep=[], bootstrap=5, scrape_cfg={}, seed=0)
+    back = read_records([out], kind="combination")
+    assert [x.experiment for x in back] == [f"c/acc+rob/{m}" for m in ("accurate", "robust", "top2", "threshold")]
+    assert [x.metrics for x in back] == [x.metrics for x in recs]
+    # the threshold is calibrated on the public identity's uncloaked training pictures only
+    table = pd.read_parquet(tmp_path / "scrape.parquet")
+    held = combine.held_out_public(table)
+    split = assemble(table, {"clean": pd.DataFrame(emb_a, columns=["image_id", "embedding"])})
+    assert held.tolist() == [y == "u0" for y in split.y_train] and back[0].settings["n_calibration"] == 2

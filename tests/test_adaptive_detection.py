@@ -53,8 +53,9 @@ def test_detector_beats_chance_on_an_obvious_cloak(data, spec):
     assert m["precision"] > 0.7 and m["recall"] > 0.7, m
     rec = detection.detection_record(det, train_cloak="checker", test_cloak="checker", metrics=m,
                                      settings={"seed": 0})
-    assert rec["experiment"] == "detect/d/checker->checker" and not rec["cross_cloak"]
-    assert len(rec["metrics"]["roc"]["fpr"]) == len(rec["metrics"]["roc"]["tpr"]) >= 2
+    assert rec.kind == "detection" and rec.experiment == "detect/d/checker->checker"
+    assert not rec.labels["cross_cloak"] and rec.labels["detector_type"] == spec["type"]
+    assert len(rec.metrics["roc"]["fpr"]) == len(rec.metrics["roc"]["tpr"]) >= 2
 
 
 def test_detector_is_deterministic_and_cross_cloak_runs(data):
@@ -101,3 +102,36 @@ def test_detector_settings_validation():
                       ({"type": "finetune", "extractor": "e", "inputs": "both"}, "unknown keys")]:
         with pytest.raises(ConfigError, match=msg):
             detection.detector_settings("x", spec)
+
+
+def test_run_detect_trains_on_public_pairs_only(tmp_path):
+    # the rule's entry point, fed shard folders that (wrongly) also hold protected users' cloaked
+    # pictures: the detector must still train on the public identities' pairs only
+    from cloakbench.io import write_parquet
+    from cloakbench.records import read_records
+
+    roles = {f"id_{i}": "protected" if i < 2 else "public" if i < 4 else "other" for i in range(6)}
+    manifest, roles_df, dataset_dir = make_dataset(tmp_path, roles=roles)
+    write_parquet(roles_df, tmp_path / "roles.parquet")
+    shard = tmp_path / "shard-0"
+    pub = cloak_subset(manifest, roles_df, dataset_dir, shard, "public", "checker")
+    prot = cloak_subset(manifest, roles_df, dataset_dir, shard, "protected", "checker")
+    both = pd.concat([pub, prot], ignore_index=True)
+    write_parquet(both.assign(path=[f"images/{i}.png" for i in both["image_id"]]), shard / "figures.parquet")
+    df = manifest.merge(roles_df, on="identity")
+    df["cloaked"] = (df["role"] == "protected") & (df["split"] == "train")
+    df["imageset"] = np.where(df["cloaked"], "scraped-checker", "clean")
+    paths = dict(zip(prot["image_id"], prot["path"]))
+    df["path"] = [paths[i] if c else str(dataset_dir / p) for i, c, p in zip(df["image_id"], df["cloaked"], df["path"])]
+    df.to_parquet(tmp_path / "scrape.parquet")
+    out = tmp_path / "det.json"
+    detection.run_detect(manifest=dataset_dir / "manifest.parquet", roles=tmp_path / "roles.parquet",
+                         images=dataset_dir / "images", shards=[shard], scrapes=[tmp_path / "scrape.parquet"],
+                         out=out, detector="stats", settings={"type": "features", "inputs": "stats"},
+                         train_cloak="checker", test_cloaks=["checker"], extractor_spec={}, checkpoints={},
+                         seed=0, device="cpu")
+    (rec,) = read_records([out], kind="detection")
+    assert rec.experiment == "detect/stats/checker->checker"
+    # 2 public identities x 6 training pictures, clean + cloaked; no protected picture
+    assert rec.settings["n_train"] == 24 and rec.settings["public_identities"] == 2
+    assert rec.metrics["n_positive"] == 12 and rec.metrics["roc_auc"] > 0.9

@@ -40,13 +40,31 @@ def test_finetune_records_match_evaluate_shape(scrape):
                                       train_settings=FAST, bootstrap=10, seed=0)
     assert len(recs) == 1
     r = recs[0]
-    assert r["experiment"] == "none/tiny/finetune" and r["classifier"] == "finetune"
-    m = r["metrics"]
+    assert r.experiment == "none/tiny/finetune" and r.kind == "evaluation" and r.labels["classifier"] == "finetune"
+    m = r.metrics
     for key in ("protection", "protection_ci95", "protection_per_user", "clean_accuracy",
                 "n_protected_users", "n_train", "n_train_cloaked"):
         assert key in m, key
     assert m["n_protected_users"] == 2 and m["n_train"] == 36 and m["n_train_cloaked"] == 0
-    assert r["settings"]["finetune"]["optimizer"] == "adam"
+    assert r.settings["finetune"]["optimizer"] == "adam"
     # report.summarise accepts it beside evaluate's records
-    from cloakbench.report import summarise
+    from cloakbench.report.tables import summarise
     assert summarise(recs).loc[0, "classifier"] == "finetune"
+
+
+def test_run_finetune_evaluate_from_files(scrape, tmp_path):
+    from cloakbench.records import read_records
+
+    scrape.to_parquet(tmp_path / "scrape.parquet")
+    out = tmp_path / "ft.json"
+    finetune.run_finetune_evaluate(
+        scrape=tmp_path / "scrape.parquet", out=out, cloak="none", extractor="tiny",
+        extractor_spec={"type": TinyTrainable.type_name}, checkpoint=None, cloak_spec=None, train=FAST,
+        evaluate_cfg={"classifiers": ["knn1"], "bootstrap": 5, "batch_size": 8}, scrape_cfg={},
+        dataset_cfg={"root": "d"}, seed=1, device="cpu")
+    (rec,) = read_records([out], kind="evaluation")
+    direct = finetune.finetune_evaluate(scrape, TinyTrainable(), settings={"cloak": "none", "extractor": "tiny"},
+                                        train_settings=FAST, bootstrap=5, seed=1)[0]
+    assert rec.experiment == "none/tiny/finetune" and rec.settings["dataset"]["n_pictures"] == len(scrape)
+    for key in ("protection", "clean_accuracy", "protection_per_user"):
+        assert rec.metrics[key] == direct.metrics[key], key

@@ -1,4 +1,5 @@
-"""Adaptive config checks and report sections (cloakbench.adaptive.settings / report_sections)."""
+"""Adaptive config checks (cloakbench.adaptive.settings, through the plan) and the report's adaptive
+sections (cloakbench.report.adaptive)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cloakbench.adaptive import report_sections as rs
-from cloakbench.adaptive.settings import check_adaptive_config
-from cloakbench.config import validate_config
 from cloakbench.errors import ConfigError
+from cloakbench.plan import build_plan
+from cloakbench.records import Record
+from cloakbench.report import adaptive as rs
+from cloakbench.report.figures import combinations_scatter_png, detection_roc_png
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,22 +34,24 @@ def base_config() -> dict:
 
 
 def test_adaptive_config_resolves_with_defaults(tmp_path):
-    cfg = validate_config(base_config(), ROOT / "config" / "schema.yaml", base_dir=ROOT)
-    plan = check_adaptive_config(cfg)
+    raw = base_config()
+    full = build_plan(raw, ROOT / "config" / "schema.yaml", base_dir=ROOT)
+    plan = full.plain("adaptive")  # a plain copy (the plan itself is read-only)
     assert plan["robust"]["sface_robust"]["base"] == "sface"
-    assert cfg["extractors"]["sface_robust"]["base_spec"]["type"] == "sface"
+    assert full["extractors"]["sface_robust"]["base_spec"]["type"] == "sface"
+    assert "base_spec" not in raw["extractors"]["sface_robust"]  # the given config is not modified
+    assert full.detector_extractor("feat") == "sface" and full.detector_extractor("cnn") is None
     assert plan["finetune"]["cloaks"] == ["none", "pgd", "pgd_b"]
     assert plan["finetune"]["train"]["optimizer"] == "adadelta"
     assert plan["detection"]["train_cloaks"] == ["pgd", "pgd_b"] and plan["detection"]["test_cloaks"] == ["pgd"]
     assert plan["detection"]["detectors"]["cnn"]["epochs"] == 100
-    assert plan["timetravel"]["pairs"] == [("pgd", "pgd_b")] and plan["timetravel"]["switch_fraction"] == 0.5
-    assert plan["combine"]["pairs"] == [("sface", "sface_robust")] and plan["combine"]["quantile"] == 0.9
+    assert plan["timetravel"]["pairs"] == [["pgd", "pgd_b"]] and plan["timetravel"]["switch_fraction"] == 0.5
+    assert plan["combine"]["pairs"] == [["sface", "sface_robust"]] and plan["combine"]["quantile"] == 0.9
     assert plan["public_cloaks"] == ["pgd", "pgd_b"]
     # the default (no adaptive section) is a plan that does nothing
     raw = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
     raw.pop("adaptive", None)
-    plain = validate_config(raw, ROOT / "config" / "schema.yaml", base_dir=ROOT)
-    empty = check_adaptive_config(plain)
+    empty = build_plan(raw, ROOT / "config" / "schema.yaml", base_dir=ROOT)["adaptive"]
     assert not empty["robust"] and not empty["finetune"]["extractors"] and not empty["detection"]["train_cloaks"]
 
 
@@ -70,17 +74,17 @@ def test_adaptive_config_resolves_with_defaults(tmp_path):
 def test_adaptive_config_errors_name_the_key(edit, msg):
     cfg = base_config()
     edit(cfg)
-    cfg = validate_config(cfg, ROOT / "config" / "schema.yaml", base_dir=ROOT)
     with pytest.raises(ConfigError, match=msg):
-        check_adaptive_config(cfg)
+        build_plan(cfg, ROOT / "config" / "schema.yaml", base_dir=ROOT)
 
 
 def _rec(cloak, extractor, clf, prot, acc, *, ext_type="small_cnn", extra=None, ensemble=("sface",),
-         rel_e="2021-12-01", rel_c="2022-01-01"):
-    return {"experiment": f"{cloak}/{extractor}/{clf}", "classifier": clf, "cloak": cloak, "extractor": extractor,
-            "settings": {"cloak_spec": None if cloak == "none" else {"ensemble": list(ensemble), "release_date": rel_c},
-                         "extractor_info": {"type": ext_type, "release_date": rel_e, "extra": extra or {}}},
-            "metrics": {"protection": prot, "protection_ci95": [prot - 0.1, prot + 0.1], "clean_accuracy": acc}}
+         rel_e="2021-12-01", rel_c="2022-01-01", kind="evaluation", settings=None):
+    return Record.make(
+        kind, {"cloak": cloak, "extractor": extractor, "classifier": clf},
+        settings=settings or {"cloak_spec": None if cloak == "none" else {"ensemble": list(ensemble), "release_date": rel_c},
+                              "extractor_info": {"type": ext_type, "release_date": rel_e, "extra": extra or {}}},
+        metrics={"protection": prot, "protection_ci95": [prot - 0.1, prot + 0.1], "clean_accuracy": acc})
 
 
 def test_sections_and_figures_render_from_records(tmp_path):
@@ -91,35 +95,39 @@ def test_sections_and_figures_render_from_records(tmp_path):
              extra={"base": "sface", "cloaks": ["pgd"]}),
     ]
     finetune = [_rec("pgd", "sface", "finetune", 0.456, 0.7)]
-    detection = [{"experiment": "detect/cnn/pgd->pgd", "detector": "cnn", "detector_type": "cnn",
-                  "train_cloak": "pgd", "test_cloak": "pgd", "cross_cloak": False,
-                  "metrics": {"precision": 0.987, "recall": 0.876, "roc_auc": 0.999, "tpr_at_1pct_fpr": 0.9,
-                              "n_positive": 10, "n_negative": 40, "roc": {"fpr": [0, 0.1, 1], "tpr": [0, 0.9, 1]}}}]
-    tt = [dict(_rec("pgd->pgd_b", "sface", "knn1", 0.321, 0.9),
+    detection = [Record.make(
+        "detection", {"detector": "cnn", "detector_type": "cnn", "train_cloak": "pgd", "test_cloak": "pgd",
+                      "cross_cloak": False}, settings={},
+        metrics={"precision": 0.987, "recall": 0.876, "roc_auc": 0.999, "tpr_at_1pct_fpr": 0.9,
+                 "n_positive": 10, "n_negative": 40, "roc": {"fpr": [0, 0.1, 1], "tpr": [0, 0.9, 1]}})]
+    tt = [_rec("pgd->pgd_b", "sface", "knn1", 0.321, 0.9, kind="timetravel",
                settings={"old_cloak": "pgd", "new_cloak": "pgd_b", "n_old": 2, "n_new": 3,
                          "old_cloak_spec": {"ensemble": ["sface"]}, "extractor_info": {"type": "sface"}})]
     combos = []
-    for method, p, a in (("accurate", 0.8, 0.9), ("robust", 0.1, 0.7), ("top2", 0.05, 0.95), ("threshold", 0.2, 0.88)):
-        combos.append({"experiment": f"pgd/sface+sface_robust/{method}", "method": method, "cloak": "pgd",
-                       "extractor": "sface+sface_robust", "settings": {"accurate": "sface", "robust": "sface_robust"},
-                       "metrics": {"protection": p, "protection_ci95": [p, p], "clean_accuracy": a, "quantile": 0.9,
-                                   "threshold": 0.7, "fallback_rate_protected": 0.6, "fallback_rate_clean": 0.1}})
-    combos.append({**combos[-1], "method": "threshold_q0.5", "sweep": True,
-                   "metrics": {**combos[-1]["metrics"], "quantile": 0.5}})
+    for method, p, a, q, sweep in (("accurate", 0.8, 0.9, 0.9, False), ("robust", 0.1, 0.7, 0.9, False),
+                                   ("top2", 0.05, 0.95, 0.9, False), ("threshold", 0.2, 0.88, 0.9, False),
+                                   ("threshold_q0.5", 0.2, 0.88, 0.5, True)):
+        combos.append(Record.make(
+            "combination", {"cloak": "pgd", "extractor": "sface+sface_robust", "classifier": "knn1",
+                            "method": method, "sweep": sweep},
+            settings={"accurate": "sface", "robust": "sface_robust"},
+            metrics={"protection": p, "protection_ci95": [p, p], "clean_accuracy": a, "quantile": q,
+                     "threshold": 0.7, "fallback_rate_protected": 0.6, "fallback_rate_clean": 0.1}))
     meta = [{"name": "sface_robust", "extractor": "sface", "base": "sface", "cloaks": ["pgd"], "identities": 18, "n_clean": 252,
              "n_cloaked": 252, "settings": {"epochs": 2, "optimizer": "adadelta", "lr": 1.0, "batch_size": 32},
              "head_acc_clean": 0.9, "head_acc_cloaked": 0.8, "protected_reads": 0, "seconds": 100.0}]
     text = "\n".join(rs.adaptive_sections(records, finetune=finetune, robust_meta=meta, detection=detection,
                                           timetravel=tt, combine=combos))
-    for needle in ("0.12 [0.02, 0.22]", "adaptive: robust sface, trained on this cloak", "targeted",
-                   "oblivious: future model", "0.46", "#### Classifier `finetune`", "0.987", "0.999",
+    for needle in ("0.12 [0.02, 0.22]", "adaptive (robust sface, trained on this cloak)",
+                   "targeted (in the cloak's ensemble)", "oblivious-future (released after the cloak)", "0.46",
+                   "#### Classifier `finetune`", "0.987", "0.999",
                    "0.32 [0.22, 0.42]", "top-2 (either model right)", "0.60 / 0.10", "| sface_robust | sface | pgd",
                    "detection_roc.png", "combinations.png"):
         assert needle in text, needle
     assert "threshold_q0.5" not in text  # sweep points only in the figure
-    rs.detection_roc_png(detection, tmp_path / "roc.png")
-    rs.combinations_scatter_png(combos, tmp_path / "comb.png")
+    detection_roc_png(detection, tmp_path / "roc.png")
+    combinations_scatter_png(combos, tmp_path / "comb.png")
     assert (tmp_path / "roc.png").stat().st_size > 1000 and (tmp_path / "comb.png").stat().st_size > 1000
     # empty inputs: only the header, and figures still render
     assert len(rs.adaptive_sections([])) == 4
-    rs.detection_roc_png([], tmp_path / "empty.png")
+    detection_roc_png([], tmp_path / "empty.png")

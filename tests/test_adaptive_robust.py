@@ -122,5 +122,34 @@ def test_robust_spec_checks():
     with pytest.raises(ConfigError, match="a cycle"):
         robust.check_robust_spec("r", ex["r"], ex, {"pgd": {"type": "pgd", "ensemble": ["r"]}})
     cfg = {"extractors": {k: dict(v) for k, v in ex.items() if k != "dl"}, "cloaks": cloaks}
-    assert list(robust.expand_robust_specs(cfg)) == ["r"]
-    assert cfg["extractors"]["r"]["base_spec"] == {"type": TinyTrainable.type_name}
+    out = robust.expand_robust_specs(cfg)
+    assert list(out) == ["r"] and out["r"]["base_spec"] == {"type": TinyTrainable.type_name}
+    assert "base_spec" not in cfg["extractors"]["r"]  # the config is not modified (the plan records it)
+
+
+def test_run_robust_train_from_files(data, tmp_path):
+    # the rule's entry point, with a shard folder that (wrongly) also lists the protected users'
+    # cloaked pictures: none is read, and the manifest of reads proves it
+    from cloakbench.io import write_parquet
+
+    manifest, roles, dataset_dir, cloaked, prot = data
+    write_parquet(roles, tmp_path / "roles.parquet")
+    shards = []
+    for c in ("checker", "stripes"):
+        shard = tmp_path / c / "shard-0"
+        rows = pd.concat([cloaked[c], prot]) if c == "checker" else cloaked[c]
+        write_parquet(rows.assign(path=[str(Path(q).resolve()) for q in rows["path"]]), shard / "figures.parquet")
+        shards.append(shard)
+    ckpt = tmp_path / "r.pt"
+    meta = robust.run_robust_train(
+        name="r", spec={"type": "robust", "base": "tiny", "cloaks": ["checker", "stripes"],
+                        "release_date": "2022-03-01"},
+        base="tiny", base_spec={"type": TinyTrainable.type_name}, base_checkpoint=None,
+        cloaks=["checker", "stripes"], train=FAST, manifest=dataset_dir / "manifest.parquet",
+        roles=tmp_path / "roles.parquet", images=dataset_dir / "images", shards=shards, checkpoint=ckpt,
+        meta=tmp_path / "r.json", reads=tmp_path / "r.reads.parquet", seed=0, device="cpu")
+    reads = pd.read_parquet(tmp_path / "r.reads.parquet")
+    assert set(reads["role"]) == {"public"} and len(reads) == 36
+    assert meta["protected_reads"] == 0 and meta["protected_users"] == ["id_0", "id_1"]
+    assert meta["n_cloaked_per_cloak"] == {"checker": 12, "stripes": 12} and meta["release_date"] == "2022-03-01"
+    assert build_extractor("r", {"type": "robust", "base": "tiny"}, checkpoint=ckpt).embedding_dim == 16

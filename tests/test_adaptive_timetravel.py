@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cloakbench.adaptive.timetravel import timetravel_table
+from cloakbench.adaptive.timetravel import run_timetravel, timetravel_scrape
 from cloakbench.data.scrape import SCRAPE_COLUMNS
 from cloakbench.errors import DataError
 from cloakbench.evaluate import evaluate
+from cloakbench.records import read_records
 
 
 def scrape_table(cloak: str) -> pd.DataFrame:
@@ -24,8 +25,8 @@ def scrape_table(cloak: str) -> pd.DataFrame:
     return pd.DataFrame(rows)[SCRAPE_COLUMNS].sample(frac=1, random_state=0)  # order must not matter
 
 
-def test_timetravel_table_mixes_two_cloaks_by_picture_order():
-    t = timetravel_table(scrape_table("v03"), scrape_table("v10"), old_cloak="v03", new_cloak="v10")
+def test_timetravel_scrape_mixes_two_cloaks_by_picture_order():
+    t = timetravel_scrape(scrape_table("v03"), scrape_table("v10"), old_cloak="v03", new_cloak="v10")
     assert list(t.columns[:len(SCRAPE_COLUMNS)]) == SCRAPE_COLUMNS and len(t) == 28
     for ident in ("alice", "bob"):
         rows = t[(t["identity"] == ident) & (t["split"] == "train")].sort_values("image_id")
@@ -39,16 +40,16 @@ def test_timetravel_table_mixes_two_cloaks_by_picture_order():
     assert (others["imageset"] == "clean").all() and not others["cloaked"].any()
     assert t["cloaked"].dtype == bool
     # switch_fraction 1 -> only the old cloak; 0 -> only the new one
-    t1 = timetravel_table(scrape_table("v03"), scrape_table("v10"), old_cloak="v03", new_cloak="v10",
+    t1 = timetravel_scrape(scrape_table("v03"), scrape_table("v10"), old_cloak="v03", new_cloak="v10",
                           switch_fraction=1.0)
     assert set(t1.loc[t1["cloaked"], "imageset"]) == {"scraped-v03"}
-    t0 = timetravel_table(scrape_table("v03"), scrape_table("v10"), old_cloak="v03", new_cloak="v10",
+    t0 = timetravel_scrape(scrape_table("v03"), scrape_table("v10"), old_cloak="v03", new_cloak="v10",
                           switch_fraction=0.0)
     assert set(t0.loc[t0["cloaked"], "imageset"]) == {"scraped-v10"}
 
 
-def test_timetravel_table_feeds_evaluate():
-    t = timetravel_table(scrape_table("v03"), scrape_table("v10"), old_cloak="v03", new_cloak="v10")
+def test_timetravel_scrape_feeds_evaluate():
+    t = timetravel_scrape(scrape_table("v03"), scrape_table("v10"), old_cloak="v03", new_cloak="v10")
     rng = np.random.default_rng(0)
     emb = {s: pd.DataFrame({"image_id": g["image_id"].tolist(),
                             "embedding": list(rng.normal(size=(len(g), 4)).astype(np.float32))})
@@ -58,11 +59,35 @@ def test_timetravel_table_feeds_evaluate():
                                  "embedding": list(rng.normal(size=(len(t), 4)).astype(np.float32))})
     recs = evaluate(t, emb, classifiers=["knn1"], bootstrap=10, seed=0,
                     settings={"cloak": "v03->v10", "extractor": "x"})
-    assert recs[0]["metrics"]["n_train_cloaked"] == 10 and recs[0]["metrics"]["n_protected_users"] == 2
+    assert recs[0].metrics["n_train_cloaked"] == 10 and recs[0].metrics["n_protected_users"] == 2
+
+
+def test_run_timetravel_writes_timetravel_records(tmp_path):
+    old, new = scrape_table("v03"), scrape_table("v10")
+    old.to_parquet(tmp_path / "old.parquet")
+    new.to_parquet(tmp_path / "new.parquet")
+    rng = np.random.default_rng(0)
+    files = []
+    for s, t in (("clean", old), ("scraped-v03", old[old["cloaked"]]), ("scraped-v10", new[new["cloaked"]])):
+        files.append(tmp_path / f"{s}.parquet")
+        pd.DataFrame({"image_id": t["image_id"].tolist(),
+                      "embedding": list(rng.normal(size=(len(t), 4)).astype(np.float32))}).to_parquet(files[-1])
+    spec = {"type": "small_cnn", "release_date": "2018-06-01"}
+    out = tmp_path / "tt.json"
+    run_timetravel(old=tmp_path / "old.parquet", new=tmp_path / "new.parquet", embeddings=files,
+                   imagesets=["clean", "scraped-v03", "scraped-v10"], out=out, old_cloak="v03", new_cloak="v10",
+                   switch_fraction=0.5, extractor="x", extractor_spec=spec, old_spec={"type": "pgd"},
+                   new_spec={"type": "pgd"}, evaluate_cfg={"classifiers": ["knn1", "linear"], "bootstrap": 5},
+                   scrape_cfg={}, dataset_cfg={"root": "d"}, seed=0)
+    recs = read_records([out], kind="timetravel")
+    assert [r.experiment for r in recs] == ["v03->v10/x/knn1", "v03->v10/x/linear"]
+    s = recs[0].settings
+    assert (s["old_cloak"], s["new_cloak"], s["n_old"], s["n_new"]) == ("v03", "v10", 4, 6)
+    assert s["cloak_spec"] is None and s["old_cloak_spec"] == {"type": "pgd"}
 
 
 def test_timetravel_rejects_mismatched_tables():
     a, b = scrape_table("v03"), scrape_table("v10")
     b.loc[b["identity"] == "carol", "role"] = "public"
     with pytest.raises(DataError, match="same pictures"):
-        timetravel_table(a, b, old_cloak="v03", new_cloak="v10")
+        timetravel_scrape(a, b, old_cloak="v03", new_cloak="v10")

@@ -1,10 +1,11 @@
-import json
-
 import numpy as np
 import pandas as pd
+import pytest
 
-from cloakbench.evaluate import assemble, bootstrap_ci, evaluate, protection_metrics
-from cloakbench.report import load_records, write_report
+from cloakbench.errors import DataError
+from cloakbench.evaluate import assemble, bootstrap_ci, evaluate, protection_metrics, run_evaluate
+from cloakbench.records import read_records, write_records
+from cloakbench.report.render import write_report
 
 
 def synthetic(n_ids=5, n_train=4, n_test=3, poisoned=True, seed=0):
@@ -41,11 +42,13 @@ def test_poisoning_gives_protection_and_clean_gives_none():
     scrape, emb = synthetic(poisoned=True)
     recs = evaluate(scrape, emb, classifiers=["knn1", "linear"], bootstrap=100, seed=0, settings=settings)
     for r in recs:
-        assert r["metrics"]["protection"] == 1.0
-        assert r["metrics"]["clean_accuracy"] > 0.6
+        assert r.kind == "evaluation" and r.labels["cloak"] == "c"
+        assert r.metrics["protection"] == 1.0
+        assert r.metrics["clean_accuracy"] > 0.6
+    assert [r.experiment for r in recs] == ["c/e/knn1", "c/e/linear"]
     scrape, emb = synthetic(poisoned=False)
     recs = evaluate(scrape, emb, classifiers=["knn1"], bootstrap=100, seed=0, settings=settings)
-    assert recs[0]["metrics"]["protection"] == 0.0 and recs[0]["metrics"]["clean_accuracy"] == 1.0
+    assert recs[0].metrics["protection"] == 0.0 and recs[0].metrics["clean_accuracy"] == 1.0
 
 
 def test_protection_metrics_and_bootstrap():
@@ -65,9 +68,9 @@ def test_report_numbers_come_from_records(tmp_path):
     settings = {"cloak": "c", "extractor": "e", "extractor_info": {"release_date": "2020-01-01"},
                 "cloak_spec": {"release_date": "2021-01-01"}}
     recs = evaluate(scrape, emb, classifiers=["knn1"], bootstrap=50, seed=0, settings=settings)
-    recs[0]["metrics"]["protection"] = 0.4321  # the report must print what the record says
-    (tmp_path / "r.json").write_text(json.dumps(recs))
-    summary = write_report(load_records([tmp_path / "r.json"]), tmp_path / "out", cloak_figures={},
+    recs[0].metrics["protection"] = 0.4321  # the report must print what the record says
+    write_records(recs, tmp_path / "r.json")
+    summary = write_report(read_records([tmp_path / "r.json"]), tmp_path / "out", cloak_figures={},
                            example_rows=[])
     text = (tmp_path / "out" / "report.md").read_text()
     assert "0.43 [" in text
@@ -79,16 +82,76 @@ def test_report_numbers_come_from_records(tmp_path):
 def test_transfer_table_skips_records_without_a_shift():
     # An end-to-end `finetune` record carries no feature shift; listed first for the same
     # (cloak, extractor), it must not blank the shift that the knn1 record measured.
-    from cloakbench.report import summarise, transfer_table
+    from cloakbench.records import Record
+    from cloakbench.report.tables import summarise, transfer_table
 
     scrape, emb = synthetic()
     settings = {"cloak": "c", "extractor": "e", "extractor_info": {"release_date": "2020-01-01"},
                 "cloak_spec": {"release_date": "2021-01-01", "ensemble": ["e"]}}
     recs = evaluate(scrape, emb, classifiers=["knn1"], bootstrap=10, seed=0, settings=settings)
-    shift = recs[0]["metrics"]["feature_shift_mean"]
+    shift = recs[0].metrics["feature_shift_mean"]
     assert shift and shift > 0
-    ft = json.loads(json.dumps(recs[0]))
-    ft["classifier"], ft["experiment"] = "finetune", "c/e/finetune"
-    del ft["metrics"]["feature_shift_mean"]
+    metrics = {k: v for k, v in recs[0].metrics.items() if k != "feature_shift_mean"}
+    ft = Record.make("evaluation", {**recs[0].labels, "classifier": "finetune"}, settings=recs[0].settings,
+                     metrics=metrics)
     table = transfer_table(summarise([ft] + recs))
-    assert f"{shift:.3f} (K)" in table
+    assert f"{shift:.3f} (T)" in table
+
+
+def test_run_evaluate_writes_the_records_of_its_files(tmp_path):
+    # the rule's entry point: scrape table + one embeddings file per image set -> a record file
+    scrape, emb = synthetic()
+    scrape.to_parquet(tmp_path / "scrape.parquet")
+    for name, table in emb.items():
+        table.to_parquet(tmp_path / f"{name}.parquet")
+    out = tmp_path / "rec.json"
+    spec = {"type": "small_cnn", "release_date": "2018-06-01"}
+    recs = run_evaluate(scrape=tmp_path / "scrape.parquet", embeddings=[tmp_path / "clean.parquet",
+                        tmp_path / "scraped-c.parquet"], imagesets=["clean", "scraped-c"], out=out, cloak="c",
+                        extractor="e", extractor_spec=spec, cloak_spec={"type": "pgd", "ensemble": ["e"]},
+                        evaluate_cfg={"classifiers": ["knn1"], "bootstrap": 10, "batch_size": 4},
+                        scrape_cfg={"protected_fraction": 1.0}, dataset_cfg={"root": "data"}, seed=0)
+    back = read_records([out], kind="evaluation")
+    assert [r.experiment for r in back] == ["c/e/knn1"] and back[0].metrics == recs[0].metrics
+    assert back[0].metrics["protection"] == 1.0
+    s = back[0].settings
+    assert s["protected_users"] == ["id0"] and s["dataset"] == {"root": "data", "n_pictures": 35, "n_identities": 5}
+    assert s["extractor_info"]["release_date"] == "2018-06-01" and s["cloak_spec"]["ensemble"] == ["e"]
+
+
+def test_run_report_from_files(tmp_path):
+    # the rule's entry point: record files, one cloak's shard folder, the manifest, no adaptive files
+    from cloakbench.io import write_parquet, write_png
+    from cloakbench.report.render import run_report
+
+    scrape, emb = synthetic()
+    settings = {"cloak": "c", "extractor": "e", "extractor_info": {"release_date": "2020-01-01"},
+                "cloak_spec": {"release_date": "2021-01-01", "ensemble": ["e"]}, "protected_users": ["id0"],
+                "dataset": {"root": "d", "n_pictures": 35, "n_identities": 5}}
+    write_records(evaluate(scrape, emb, classifiers=["knn1", "linear"], bootstrap=10, seed=0, settings=settings),
+                  tmp_path / "rec.json")
+    manifest = pd.DataFrame({"image_id": ["id0/0"], "identity": ["id0"], "path": ["images/id0/0.png"]})
+    write_parquet(manifest, tmp_path / "dataset" / "manifest.parquet")
+    write_png(np.zeros((8, 8, 3), np.uint8), tmp_path / "dataset" / "images" / "id0" / "0.png")
+    shard = tmp_path / "shard-0"
+    write_png(np.full((8, 8, 3), 9, np.uint8), shard / "images" / "id0" / "0.png")
+    write_parquet(pd.DataFrame({"image_id": ["id0/0"], "identity": ["id0"], "path": ["images/id0/0.png"],
+                                "dssim": [0.01], "linf": [0.03], "l2": [0.5], "seconds": [1.0]}),
+                  shard / "figures.parquet")
+    out = tmp_path / "out"
+    summary = run_report(records=[tmp_path / "rec.json"], shards=[shard], manifest=tmp_path / "dataset" / "manifest.parquet",
+                         card=[], finetune=[], robust_meta=[], detection=[], timetravel=[], combine=[],
+                         report=out / "report.md", detection_roc=out / "figures" / "detection_roc.png",
+                         combinations=out / "figures" / "combinations.png", cloaks=["c"], n_shards=1, examples=1)
+    text = (out / "report.md").read_text()
+    assert len(summary) == 2 and set(summary["relation"]) == {"targeted"}
+    assert "(T) targeted" in text and "| c | 1 | 0.0100 | 0.0300 | 0.500 | 1.00 |" in text
+    for f in ("summary.parquet", "figures/protection_heatmap.png", "figures/examples.png",
+              "figures/detection_roc.png", "figures/combinations.png"):
+        assert (out / f).stat().st_size > 0, f
+    # a record file given to the wrong input is refused, naming the file
+    with pytest.raises(DataError, match="rec.json.*evaluation record where detection"):
+        run_report(records=[], shards=[], manifest=tmp_path / "dataset" / "manifest.parquet", card=[], finetune=[],
+                   robust_meta=[], detection=[tmp_path / "rec.json"], timetravel=[], combine=[],
+                   report=out / "report.md", detection_roc=out / "r.png", combinations=out / "c.png", cloaks=[],
+                   n_shards=1, examples=0)

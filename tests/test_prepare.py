@@ -60,3 +60,14 @@ def test_faceless_pictures_are_rejected_not_crashed(folder_dataset, tmp_path):
         prepare_dataset(folder_dataset, tmp_path / "o", pre_aligned=False, min_pictures=4)
     rejects = pd.read_parquet(tmp_path / "o" / "rejects.parquet")
     assert (rejects["reason"] == "no face detected").sum() >= 25
+
+
+def test_run_prepare_dataset_takes_the_config_section(folder_dataset, tmp_path):
+    from cloakbench.data.prepare import run_prepare_dataset
+
+    cfg = {"layout": "auto", "pre_aligned": True, "image_size": 64, "min_face_size": 32, "min_pictures": 4,
+           "train_fraction": 0.5}
+    manifest, _ = run_prepare_dataset(root=folder_dataset, manifest=tmp_path / "out" / "manifest.parquet",
+                                      dataset_cfg=cfg, seed=0)
+    assert (tmp_path / "out" / "manifest.parquet").is_file() and (manifest["split"] == "train").sum() == 15
+    assert np.asarray(Image.open(tmp_path / "out" / manifest["path"].iloc[0])).shape == (64, 64, 3)

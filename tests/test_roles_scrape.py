@@ -68,3 +68,82 @@ def test_scrape_replaces_protected_training_pictures(tmp_path):
     assert (base.loc[base.split == "train", "imageset"] == "scraped-none").all()
     with pytest.raises(FileNotFoundError, match="did perturb finish"):
         scrape(m, roles, tmp_path, cloaked.iloc[:1], tmp_path / "s4.parquet", tmp_path / "i4", cloak="c")
+
+
+# ---------------------------------------------------------------------------
+# never train on a protected user
+# ---------------------------------------------------------------------------
+def test_trainer_pictures_never_include_a_protected_users_picture():
+    from cloakbench.data.roles import check_not_protected, protected_identities, trainer_pictures
+    from cloakbench.errors import DataError
+
+    m = make_manifest()
+    roles = select_users(m, n_protected=2, public_fraction=0.5, seed=1)
+    prot = protected_identities(roles)
+    assert len(prot) == 2
+    train = trainer_pictures(m, roles)
+    assert not set(train["identity"]) & set(prot) and (train["split"] == "train").all()
+    assert len(train) == 4 * 3 and train.index.is_monotonic_increasing  # every other identity, manifest order
+    public = trainer_pictures(m, roles, allowed=("public",))
+    assert set(public["identity"]) == set(roles.loc[roles["role"] == "public", "identity"])
+    with pytest.raises(ValueError, match="protected"):
+        trainer_pictures(m, roles, allowed=("public", "protected"))
+    # an identity listed twice (protected and other) is still refused
+    doubled = pd.concat([roles, pd.DataFrame({"identity": [prot[0]], "role": ["other"]})])
+    with pytest.raises(DataError, match=prot[0]):
+        trainer_pictures(m, doubled)
+    with pytest.raises(DataError, match="protected users"):
+        check_not_protected(["id9", prot[1]], roles, what="test")
+
+
+def test_train_extractor_rule_passes_no_protected_picture(tmp_path, monkeypatch):
+    from cloakbench.data.roles import protected_identities
+    from cloakbench.extractors import training
+
+    m = make_manifest()
+    roles = select_users(m, n_protected=2, seed=0)
+    m.to_parquet(tmp_path / "manifest.parquet")
+    roles.to_parquet(tmp_path / "roles.parquet")
+    seen = {}
+
+    def fake_train(name, spec, paths, labels, out, **kw):
+        seen.update(paths=paths, labels=labels, forbidden=kw["forbidden_identities"])
+        return {}
+
+    monkeypatch.setattr(training, "train_extractor", fake_train)
+    training.run_train_extractor(name="cnn", spec={"type": "small_cnn"}, manifest=tmp_path / "manifest.parquet",
+                                 roles=tmp_path / "roles.parquet", images=tmp_path / "images",
+                                 checkpoint=tmp_path / "cnn.pt", seed=0, device="cpu")
+    prot = protected_identities(roles)
+    assert seen["labels"] and not set(seen["labels"]) & set(prot)
+    assert not any(p.parent.name in prot for p in seen["paths"]) and seen["forbidden"] == prot
+    assert all(str(p).startswith(str(tmp_path / "images")) for p in seen["paths"])
+
+
+def test_train_extractor_refuses_protected_identities(tmp_path):
+    from cloakbench.errors import DataError
+    from cloakbench.extractors.training import train_extractor
+
+    with pytest.raises(DataError, match="protected users \\['id0'\\]"):
+        train_extractor("cnn", {"type": "small_cnn"}, [tmp_path / "a.png", tmp_path / "b.png"], ["id0", "id1"],
+                        tmp_path / "cnn.pt", seed=0, forbidden_identities=["id0"])
+
+
+def test_select_users_and_scrape_rules_from_files(tmp_path):
+    from cloakbench.data.roles import run_select_users
+    from cloakbench.data.scrape import run_scrape
+    from cloakbench.io import write_png
+
+    m = make_manifest(n_ids=4, n_pics=4)
+    for p in m["path"]:
+        write_png(np.full((8, 8, 3), 100, np.uint8), tmp_path / "ds" / p)
+    m.to_parquet(tmp_path / "manifest.parquet")
+    roles = run_select_users(manifest=tmp_path / "manifest.parquet", out=tmp_path / "roles.parquet",
+                             users={"protected": [], "n_protected": 1, "public_fraction": 0.5}, seed=0)
+    assert pd.read_parquet(tmp_path / "roles.parquet").equals(roles)
+    out = run_scrape(manifest=tmp_path / "manifest.parquet", roles=tmp_path / "roles.parquet",
+                     images=tmp_path / "ds" / "images", shards=[], table=tmp_path / "s.parquet",
+                     images_out=tmp_path / "simg", cloak="none",
+                     scrape_cfg={"protected_fraction": 1.0, "jpeg_quality": None, "resize": None}, seed=0)
+    assert (tmp_path / "simg").is_dir() and not out["cloaked"].any() and (out["imageset"] == "clean").all()
+    assert out["path"].map(lambda p: p.startswith(str(tmp_path / "ds" / "images"))).all()

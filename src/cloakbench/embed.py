@@ -13,8 +13,10 @@ import torch
 from tqdm import tqdm
 
 from .extractors.base import Extractor
+from .extractors.registry import build_extractor
 from .images import load_batch
 from .io import write_parquet
+from .workflow import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -51,3 +53,23 @@ def read_embeddings(path: str | Path) -> pd.DataFrame:
 
 def stack(df: pd.DataFrame) -> np.ndarray:
     return np.stack(df["embedding"].to_numpy()).astype(np.float32) if len(df) else np.zeros((0, 0), np.float32)
+
+
+def imageset_table(table: pd.DataFrame, imageset: str, images: str | Path) -> pd.DataFrame:
+    """The pictures (image_id, path) of one image set: ``clean`` = the whole manifest (``table``;
+    paths made absolute from the dataset's ``images`` folder), ``scraped-<cloak>`` = the rows of
+    that cloak's scrape table (``table``) in that image set."""
+    if imageset == "clean":
+        root = Path(images).parent
+        return table.assign(path=[str(root / q) for q in table["path"]])
+    return table[table["imageset"] == imageset]
+
+
+def run_embed(*, name: str, spec: dict, checkpoint: str | Path | None, table: str | Path, images: str | Path,
+              imageset: str, out: str | Path, batch_size: int, device: str) -> pd.DataFrame:
+    """Rule ``embed``: embed one image set with extractor ``name`` (``checkpoint``: only for
+    extractors trained in the pipeline) -> ``out``."""
+    device = resolve_device(device)
+    pictures = imageset_table(pd.read_parquet(table), imageset, images)
+    model = build_extractor(name, spec, checkpoint=checkpoint, device=device)
+    return embed_table(model, pictures, out, batch_size=batch_size, device=device)

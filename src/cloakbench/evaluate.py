@@ -1,6 +1,6 @@
 """evaluate: train a recogniser on the scraped set, measure protection and clean accuracy.
 
-Classifiers on frozen features (as the study):
+Classifiers on frozen features (as the study; :mod:`cloakbench.classifiers`):
 - ``knn1``: 1-nearest neighbour, Euclidean distance on L2-normalised embeddings;
 - ``linear``: linear probe, standardised features + multinomial logistic regression.
 
@@ -11,40 +11,21 @@ The record reports the mean over protected users with a 95 % percentile bootstra
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
-from sklearn.neighbors import KNeighborsClassifier
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
+from .classifiers import CLASSIFIERS, l2n
 from .embed import stack
+from .extractors.registry import extractor_class
+from .records import Record, write_records
 
 log = logging.getLogger(__name__)
-
-
-def l2n(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
-def fit_predict_knn1(xtr, ytr, xte, seed):  # noqa: ARG001 - deterministic
-    clf = KNeighborsClassifier(n_neighbors=1, metric="euclidean", algorithm="brute")
-    return clf.fit(l2n(xtr), ytr).predict(l2n(xte))
-
-
-def fit_predict_linear(xtr, ytr, xte, seed):
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0, random_state=seed))
-    return clf.fit(l2n(xtr), ytr).predict(l2n(xte))
-
-
-CLASSIFIERS: dict[str, Callable[..., np.ndarray]] = {
-    "knn1": fit_predict_knn1,
-    "linear": fit_predict_linear,
-}
 
 
 @dataclass
@@ -128,9 +109,24 @@ def feature_shift_from_embeddings(scrape: pd.DataFrame, embeddings: dict[str, pd
     return pd.concat(parts, ignore_index=True)
 
 
+def evaluation_settings(*, cloak: str, extractor: str, extractor_spec: dict[str, Any],
+                        cloak_spec: dict[str, Any] | None, seed: int, scrape_cfg: dict[str, Any],
+                        evaluate_cfg: dict[str, Any], dataset_cfg: dict[str, Any],
+                        scrape: pd.DataFrame) -> dict[str, Any]:
+    """The ``settings`` of an evaluation record (also the end-to-end and time-travel ones)."""
+    info = extractor_class(extractor_spec["type"], name=extractor).describe(extractor, extractor_spec)
+    return {
+        "cloak": cloak, "extractor": extractor, "seed": seed, "cloak_spec": cloak_spec,
+        "extractor_info": dataclasses.asdict(info), "scrape": scrape_cfg, "evaluate": evaluate_cfg,
+        "dataset": {"root": dataset_cfg["root"], "n_pictures": int(len(scrape)),
+                    "n_identities": int(scrape["identity"].nunique())},
+        "protected_users": sorted(scrape.loc[scrape["role"] == "protected", "identity"].unique().tolist()),
+    }
+
+
 def evaluate(scrape: pd.DataFrame, embeddings: dict[str, pd.DataFrame], *, classifiers: list[str],
-             bootstrap: int, seed: int, settings: dict[str, Any]) -> list[dict[str, Any]]:
-    """One record per classifier: settings + metrics."""
+             bootstrap: int, seed: int, settings: dict[str, Any], kind: str = "evaluation") -> list[Record]:
+    """One record per classifier: settings + metrics (``kind``: evaluation or timetravel)."""
     split = assemble(scrape, embeddings)
     shift = feature_shift_from_embeddings(scrape, embeddings)
     records = []
@@ -141,10 +137,31 @@ def evaluate(scrape: pd.DataFrame, embeddings: dict[str, pd.DataFrame], *, class
         metrics["n_train_cloaked"] = int(scrape.loc[scrape["split"] == "train", "cloaked"].sum())
         # how far the cloak moved the user's features for this extractor (0..2, L2 of unit vectors)
         metrics["feature_shift_mean"] = float(shift["shift"].mean()) if len(shift) else None
-        rec = {"experiment": f"{settings['cloak']}/{settings['extractor']}/{name}",
-               "classifier": name, **{k: settings[k] for k in ("cloak", "extractor")},
-               "settings": settings, "metrics": metrics}
-        log.info("%s: protection %.3f [%.3f, %.3f], clean accuracy %.3f", rec["experiment"],
+        rec = Record.make(kind, {"cloak": settings["cloak"], "extractor": settings["extractor"],
+                                 "classifier": name}, settings=settings, metrics=metrics)
+        log.info("%s: protection %.3f [%.3f, %.3f], clean accuracy %.3f", rec.experiment,
                  metrics["protection"], *metrics["protection_ci95"], metrics["clean_accuracy"])
         records.append(rec)
+    return records
+
+
+def read_embedding_sets(imagesets: Sequence[str], paths: Sequence[str | Path]) -> dict[str, pd.DataFrame]:
+    """{image set: embeddings table} from the files ``paths`` (in the order of ``imagesets``)."""
+    if len(imagesets) != len(paths):
+        raise ValueError(f"{len(imagesets)} image sets {list(imagesets)} but {len(paths)} embedding files")
+    return {s: pd.read_parquet(f) for s, f in zip(imagesets, paths)}
+
+
+def run_evaluate(*, scrape: str | Path, embeddings: Sequence[str | Path], imagesets: Sequence[str],
+                 out: str | Path, cloak: str, extractor: str, extractor_spec: dict[str, Any],
+                 cloak_spec: dict[str, Any] | None, evaluate_cfg: dict[str, Any], scrape_cfg: dict[str, Any],
+                 dataset_cfg: dict[str, Any], seed: int) -> list[Record]:
+    """Rule ``evaluate``: every configured classifier for one (cloak, extractor) -> ``out``."""
+    table = pd.read_parquet(scrape)
+    settings = evaluation_settings(cloak=cloak, extractor=extractor, extractor_spec=extractor_spec,
+                                   cloak_spec=cloak_spec, seed=seed, scrape_cfg=scrape_cfg,
+                                   evaluate_cfg=evaluate_cfg, dataset_cfg=dataset_cfg, scrape=table)
+    records = evaluate(table, read_embedding_sets(imagesets, embeddings), classifiers=evaluate_cfg["classifiers"],
+                       bootstrap=evaluate_cfg["bootstrap"], seed=seed, settings=settings)
+    write_records(records, out)
     return records

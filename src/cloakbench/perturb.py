@@ -24,8 +24,10 @@ from .attacks.metrics import feature_shift, perturbation_stats
 from .attacks.registry import build_cloak
 from .data.roles import pictures_for_subset, shard_of
 from .extractors.base import Extractor
+from .extractors.registry import extractor_loader
 from .images import load_batch, to_tensor, to_uint8
 from .io import write_parquet, write_png
+from .workflow import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +82,18 @@ def perturb_shard(manifest: pd.DataFrame, roles: pd.DataFrame, dataset_dir: str 
     return figures
 
 
-def collect_shards(shard_dirs: list[str | Path]) -> pd.DataFrame:
-    """Concatenate the shards' figures with absolute picture paths."""
-    parts = []
-    for d in shard_dirs:
-        f = pd.read_parquet(Path(d) / "figures.parquet")
-        f["path"] = [str(Path(d) / p) for p in f["path"]]
-        parts.append(f)
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["image_id", "path"])
+def run_perturb(*, manifest: str | Path, roles: str | Path, images: str | Path, checkpoints: dict[str, str],
+                subset: str, shard: int, shards: int, cloak: str, cloak_spec: dict[str, Any],
+                extractors: dict[str, dict[str, Any]], out_dir: str | Path, seed: int, batch_size: int,
+                device: str) -> pd.DataFrame:
+    """Rule ``perturb``: cloak one shard of ``subset`` with ``cloak`` -> ``out_dir``.
+
+    ``extractors``: the specs of the cloak's ensemble; ``checkpoints``: {extractor name: file}
+    for those trained in the pipeline (other keys are ignored); ``images``: the dataset's
+    ``images`` folder.
+    """
+    device = resolve_device(device)
+    return perturb_shard(pd.read_parquet(manifest), pd.read_parquet(roles), Path(images).parent, subset=subset,
+                         shard=int(shard), shards=shards, cloak_name=cloak, cloak_spec=cloak_spec,
+                         load_extractor=extractor_loader(extractors, checkpoints, device), out_dir=out_dir,
+                         seed=seed, batch_size=batch_size, device=device)

@@ -13,8 +13,9 @@ and also runs
   scraped training set), beside 1-NN and the linear probe;
 * :mod:`.combine`: accuracy-preserving combinations of an accurate and a robust model
   (top-2, confidence thresholding);
-* :mod:`.timetravel`: a protected user who switches cloaks halfway;
-* :mod:`.report_sections`: markdown sections and figures rendered from the records.
+* :mod:`.timetravel`: a protected user who switches cloaks halfway.
+
+Their report sections are :mod:`cloakbench.report.adaptive`.
 
 Submodules are imported lazily (``from cloakbench.adaptive import robust``); this package's
 ``__init__`` imports nothing heavy.

@@ -23,28 +23,27 @@ Outputs records shaped like ``evaluate``'s (``protection_metrics`` + a few extra
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
 
-from ..evaluate import Split, l2n, protection_metrics
+from ..classifiers import l2n, nearest_neighbour, squared_distances
+from ..evaluate import Split, assemble, protection_metrics, read_embedding_sets
+from ..records import Record, write_records
 
 log = logging.getLogger(__name__)
 
 
 def nn_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, *,
                exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """1-NN on L2-normalised features: (predicted labels, Euclidean distance to the neighbour).
+    """1-NN on L2-normalised features (float64): (predicted labels, Euclidean distance to the neighbour).
 
     ``exclude_self``: ``x_test`` is ``x_train`` (leave-one-out: a point is not its own neighbour).
     """
-    a, b = l2n(np.asarray(x_train, np.float64)), l2n(np.asarray(x_test, np.float64))
-    d2 = (b * b).sum(1)[:, None] + (a * a).sum(1)[None, :] - 2 * b @ a.T
-    if exclude_self:
-        np.fill_diagonal(d2, np.inf)
-    j = np.argmin(d2, axis=1)
-    dist = np.sqrt(np.maximum(d2[np.arange(len(b)), j], 0.0))
-    return np.asarray(y_train)[j], dist
+    return nearest_neighbour(l2n(np.asarray(x_train, np.float64)), y_train,
+                             l2n(np.asarray(x_test, np.float64)), exclude_self=exclude_self)
 
 
 def top2_predictions(y_true: np.ndarray, pred_accurate: np.ndarray, pred_robust: np.ndarray) -> np.ndarray:
@@ -65,7 +64,7 @@ def calibration_distances(x_train: np.ndarray, y_train: np.ndarray, calibrate: n
         raise ValueError("combine: no held-out public picture to choose the threshold on "
                          "(no public identity has uncloaked training pictures: users.public_fraction is 0?)")
     a = l2n(np.asarray(x_train, np.float64))
-    d2 = (a[idx] ** 2).sum(1)[:, None] + (a ** 2).sum(1)[None, :] - 2 * a[idx] @ a.T
+    d2 = squared_distances(a[idx], a)
     d2[np.arange(len(idx)), idx] = np.inf
     return np.sqrt(np.maximum(d2.min(1), 0.0))
 
@@ -81,7 +80,7 @@ def choose_threshold(distances: np.ndarray, quantile: float) -> float:
 
 def combine_records(accurate: Split, robust: Split, *, calibrate: np.ndarray, names: tuple[str, str],
                     cloak: str, quantile: float, sweep: Sequence[float] = (), bootstrap: int, seed: int,
-                    settings: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+                    settings: dict[str, Any] | None = None) -> list[Record]:
     """Records for the accurate model, the robust model, top-2 and thresholding (chosen + sweep).
 
     ``accurate`` / ``robust``: the same scrape table assembled with each model's embeddings
@@ -100,13 +99,13 @@ def combine_records(accurate: Split, robust: Split, *, calibrate: np.ndarray, na
             "n_calibration": int(len(held)), **(settings or {})}
     prot = role == "protected"
 
-    def record(method: str, pred: np.ndarray, extra: dict[str, Any]) -> dict[str, Any]:
+    def record(method: str, pred: np.ndarray, extra: dict[str, Any], sweep: bool = False) -> Record:
         m = protection_metrics(y, pred, role, bootstrap=bootstrap, seed=seed)
         m.update(extra)
         m["n_train"] = int(len(accurate.y_train))
-        return {"experiment": f"{cloak}/{acc_name}+{rob_name}/{method}", "kind": "combination",
-                "method": method, "classifier": "knn1", "cloak": cloak,
-                "extractor": f"{acc_name}+{rob_name}", "settings": base, "metrics": m}
+        return Record.make("combination", {"cloak": cloak, "extractor": f"{acc_name}+{rob_name}",
+                                           "classifier": "knn1", "method": method, "sweep": sweep},
+                           settings=base, metrics=m)
 
     def fallback(t: float) -> dict[str, float]:
         fb = da >= t
@@ -123,10 +122,35 @@ def combine_records(accurate: Split, robust: Split, *, calibrate: np.ndarray, na
     ]
     for q in sorted(set(sweep)):
         tq = choose_threshold(held, q)
-        rec = record(f"threshold_q{q:g}", threshold_predictions(pa, da, pr, tq), {"quantile": q, **fallback(tq)})
-        rec["sweep"] = True
-        records.append(rec)
+        records.append(record(f"threshold_q{q:g}", threshold_predictions(pa, da, pr, tq),
+                              {"quantile": q, **fallback(tq)}, sweep=True))
     for r in records[:4]:
-        log.info("%s: protection %.3f, clean accuracy %.3f", r["experiment"], r["metrics"]["protection"],
-                 r["metrics"]["clean_accuracy"])
+        log.info("%s: protection %.3f, clean accuracy %.3f", r.experiment, r.metrics["protection"],
+                 r.metrics["clean_accuracy"])
+    return records
+
+
+def held_out_public(scrape: pd.DataFrame) -> np.ndarray:
+    """Boolean over the training rows in ``evaluate.assemble``'s order: True for the held-out
+    public pictures (the public identities' uncloaked training pictures)."""
+    table = scrape.loc[sorted(scrape.index)]
+    train = table[table["split"] == "train"]
+    return ((train["role"] == "public") & ~train["cloaked"]).to_numpy()
+
+
+def run_combine(*, scrape: str | Path, embeddings: Sequence[str | Path], imagesets: Sequence[str],
+                out: str | Path, cloak: str, accurate: str, robust: str, quantile: float,
+                sweep: Sequence[float], bootstrap: int, scrape_cfg: dict[str, Any], seed: int) -> list[Record]:
+    """Rule ``combine``: ``embeddings`` lists the accurate model's files for ``imagesets``, then
+    the robust model's; the records go to ``out``."""
+    table = pd.read_parquet(scrape)
+    n = len(imagesets)
+    if len(embeddings) != 2 * n:
+        raise ValueError(f"combine: {len(embeddings)} embedding files for 2 x {n} image sets")
+    acc = assemble(table, read_embedding_sets(imagesets, embeddings[:n]))
+    rob = assemble(table, read_embedding_sets(imagesets, embeddings[n:]))
+    records = combine_records(acc, rob, calibrate=held_out_public(table), names=(accurate, robust), cloak=cloak,
+                              quantile=quantile, sweep=sweep, bootstrap=bootstrap, seed=seed,
+                              settings={"scrape": scrape_cfg})
+    write_records(records, out)
     return records

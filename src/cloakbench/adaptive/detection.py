@@ -60,8 +60,13 @@ from tqdm import tqdm
 
 from ..errors import ConfigError, DataError
 from ..extractors.base import Extractor
+from ..extractors.registry import build_extractor
 from ..images import read_pictures
+from ..data.scrape import collect_shards
+from ..records import Record, write_records
+from ..workflow import resolve_device
 from . import _train
+from .robust import robust_training_pairs
 
 log = logging.getLogger(__name__)
 
@@ -403,11 +408,45 @@ def evaluate_detector(detector: Detector, positives: Sequence[str | Path], negat
 
 
 def detection_record(detector: Detector, *, train_cloak: str, test_cloak: str, metrics: dict[str, Any],
-                     settings: dict[str, Any]) -> dict[str, Any]:
-    """One JSON record per (detector, train cloak, test cloak)."""
-    return {"experiment": f"detect/{detector.name}/{train_cloak}->{test_cloak}", "kind": "detection",
-            "detector": detector.name, "detector_type": detector.settings["type"],
-            "train_cloak": train_cloak, "test_cloak": test_cloak, "cross_cloak": train_cloak != test_cloak,
-            "settings": {**settings, "detector": detector.settings, "n_train": detector.n_train,
-                         "train_seconds": detector.train_seconds, "history": detector.history},
-            "metrics": metrics}
+                     settings: dict[str, Any]) -> Record:
+    """One record per (detector, train cloak, test cloak)."""
+    return Record.make("detection", {"detector": detector.name, "detector_type": detector.settings["type"],
+                                     "train_cloak": train_cloak, "test_cloak": test_cloak,
+                                     "cross_cloak": train_cloak != test_cloak},
+                       settings={**settings, "detector": detector.settings, "n_train": detector.n_train,
+                                 "train_seconds": detector.train_seconds, "history": detector.history},
+                       metrics=metrics)
+
+
+def run_detect(*, manifest: str | Path, roles: str | Path, images: str | Path, shards: Sequence[str | Path],
+               scrapes: Sequence[str | Path], out: str | Path, detector: str, settings: dict[str, Any],
+               train_cloak: str, test_cloaks: Sequence[str], extractor_spec: dict[str, Any],
+               checkpoints: dict[str, str], seed: int, device: str) -> list[Record]:
+    """Rule ``detect``: train detector ``detector`` on ``train_cloak``'s public pairs (``shards``),
+    test it on each of ``test_cloaks``' scrape tables (``scrapes``, same order) -> ``out``.
+
+    ``images``: the dataset's ``images`` folder; ``extractor_spec``: the spec of the extractor the
+    detector needs (:func:`needs_extractor`), if any; ``checkpoints``: {extractor name: file} of
+    those trained in the pipeline (other keys are ignored).
+    """
+    device = resolve_device(device)
+    # Training pairs: exactly the robust trainer's data (public identities only).
+    pairs = robust_training_pairs(pd.read_parquet(manifest), pd.read_parquet(roles), Path(images).parent,
+                                  {train_cloak: collect_shards(list(shards))})
+    seen = sorted({y for _, y in pairs.clean})
+    extractor = None
+    name = needs_extractor(settings)
+    if name:
+        extractor = build_extractor(name, extractor_spec, checkpoint=checkpoints.get(name), device=device)
+    det = train_detector(detector, settings, [c for c, _ in pairs.clean], [c for c, _ in pairs.cloaked],
+                         seed=seed, device=device, extractor=extractor)
+    records = []
+    for cloak, table in zip(test_cloaks, scrapes, strict=True):
+        pos, neg = detection_sets(pd.read_parquet(table), seen)
+        metrics = evaluate_detector(det, pos, neg)
+        records.append(detection_record(det, train_cloak=train_cloak, test_cloak=cloak, metrics=metrics,
+                                        settings={"seed": seed, "public_identities": len(seen)}))
+        log.info("%s: precision %.3f, recall %.3f, AUC %.3f, TPR@1%%FPR %.3f", records[-1].experiment,
+                 metrics["precision"], metrics["recall"], metrics["roc_auc"], metrics["tpr_at_1pct_fpr"])
+    write_records(records, out)
+    return records

@@ -21,9 +21,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..evaluate import protection_metrics
+from ..evaluate import evaluation_settings, protection_metrics
 from ..extractors.base import Extractor
+from ..extractors.registry import build_extractor
 from ..images import read_pictures
+from ..records import Record, write_records
+from ..workflow import resolve_device
 from . import _train
 
 log = logging.getLogger(__name__)
@@ -69,8 +72,8 @@ def finetune_classify(model: Extractor, train: Sequence[tuple[str | Path, str]],
 
 def finetune_evaluate(scrape: pd.DataFrame, model: Extractor, *, settings: dict[str, Any],
                       train_settings: dict[str, Any] | None = None, bootstrap: int, seed: int,
-                      device: str = "cpu") -> list[dict[str, Any]]:
-    """One record (classifier ``finetune``) for a scrape table, in :func:`evaluate.evaluate`'s shape.
+                      device: str = "cpu") -> list[Record]:
+    """One evaluation record (classifier ``finetune``) for a scrape table, like :func:`evaluate.evaluate`'s.
 
     ``settings`` must hold ``cloak`` and ``extractor`` (as for ``evaluate``); the training
     hyperparameters are added to it under ``finetune``.
@@ -87,9 +90,27 @@ def finetune_evaluate(scrape: pd.DataFrame, model: Extractor, *, settings: dict[
     metrics["n_train_cloaked"] = int(tr["cloaked"].sum())
     metrics["train_history"] = result.history
     metrics["seconds"] = result.seconds
-    rec = {"experiment": f"{settings['cloak']}/{settings['extractor']}/{CLASSIFIER}",
-           "classifier": CLASSIFIER, "cloak": settings["cloak"], "extractor": settings["extractor"],
-           "settings": {**settings, "finetune": result.settings}, "metrics": metrics}
-    log.info("%s: protection %.3f [%.3f, %.3f], clean accuracy %.3f", rec["experiment"],
+    rec = Record.make("evaluation", {"cloak": settings["cloak"], "extractor": settings["extractor"],
+                                     "classifier": CLASSIFIER},
+                      settings={**settings, "finetune": result.settings}, metrics=metrics)
+    log.info("%s: protection %.3f [%.3f, %.3f], clean accuracy %.3f", rec.experiment,
              metrics["protection"], *metrics["protection_ci95"], metrics["clean_accuracy"])
     return [rec]
+
+
+def run_finetune_evaluate(*, scrape: str | Path, out: str | Path, cloak: str, extractor: str,
+                          extractor_spec: dict[str, Any], checkpoint: str | Path | None,
+                          cloak_spec: dict[str, Any] | None, train: dict[str, Any],
+                          evaluate_cfg: dict[str, Any], scrape_cfg: dict[str, Any], dataset_cfg: dict[str, Any],
+                          seed: int, device: str) -> list[Record]:
+    """Rule ``finetune_evaluate``: the end-to-end classifier for one (cloak, extractor) -> ``out``."""
+    device = resolve_device(device)
+    table = pd.read_parquet(scrape)
+    model = build_extractor(extractor, extractor_spec, checkpoint=checkpoint, device=device)
+    settings = evaluation_settings(cloak=cloak, extractor=extractor, extractor_spec=extractor_spec,
+                                   cloak_spec=cloak_spec, seed=seed, scrape_cfg=scrape_cfg,
+                                   evaluate_cfg=evaluate_cfg, dataset_cfg=dataset_cfg, scrape=table)
+    records = finetune_evaluate(table, model, settings=settings, train_settings=train,
+                                bootstrap=evaluate_cfg["bootstrap"], seed=seed, device=device)
+    write_records(records, out)
+    return records

@@ -40,11 +40,14 @@ from typing import Any, Sequence
 import pandas as pd
 import torch
 
+from ..data.roles import protected_identities, trainer_pictures
+from ..data.scrape import collect_shards
 from ..errors import ConfigError, DataError, MissingWeightsError
 from ..extractors.base import Extractor, ExtractorInfo, _date_str
-from ..extractors.registry import extractor_class, register_extractor
+from ..extractors.registry import build_extractor, extractor_class, register_extractor
 from ..io import atomic_path, sha256_file, write_json, write_parquet
 from ..images import read_pictures
+from ..workflow import resolve_device
 from . import _train
 
 log = logging.getLogger(__name__)
@@ -95,19 +98,15 @@ def robust_extractor_names(extractors: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def expand_robust_specs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Check every robust entry and record its base's spec in it (``base_spec``), in place.
+    """Check every robust entry; return {robust name: {base, base_spec, cloaks, train}}.
 
-    Called once when the workflow is parsed, so the embed/evaluate jobs (which only see one
-    extractor's spec) can build the base architecture and describe it in the records.
-    Returns {robust name: checked spec}.
+    The plan (:func:`cloakbench.plan.build_plan`) records each ``base_spec`` in the robust
+    extractor's spec, so the embed/evaluate jobs (which only see one extractor's spec) can build
+    the base architecture and describe it in the records. ``config`` is not modified.
     """
     extractors, cloaks = config["extractors"], config.get("cloaks", {})
-    out = {}
-    for name in robust_extractor_names(extractors):
-        checked = check_robust_spec(name, extractors[name], extractors, cloaks)
-        extractors[name]["base_spec"] = checked["base_spec"]
-        out[name] = checked
-    return out
+    return {name: check_robust_spec(name, extractors[name], extractors, cloaks)
+            for name in robust_extractor_names(extractors)}
 
 
 # ---------------------------------------------------------------------------
@@ -125,13 +124,12 @@ def robust_training_pairs(manifest: pd.DataFrame, roles: pd.DataFrame, dataset_d
     """What the adaptive trainer may train on: the *public* identities' clean training pictures
     and, for each cloak, the cloaked copies of exactly those pictures.
 
-    ``cloaked``: {cloak: table with image_id, path} (``perturb.collect_shards`` of the cloak's
+    ``cloaked``: {cloak: table with image_id, path} (``data.scrape.collect_shards`` of the cloak's
     ``public`` shards). Rows of any other picture (a protected user's, say) are ignored, so a
     wrong input can never leak a protected picture into the training.
     """
     dataset_dir = Path(dataset_dir)
-    public = set(roles.loc[roles["role"] == "public", "identity"])
-    train = manifest[(manifest["split"] == "train") & manifest["identity"].isin(public)]
+    train = trainer_pictures(manifest, roles, allowed=("public",), what="robust training")
     train = train.sort_values("image_id")
     if train.empty:
         raise DataError("robust training: no public identity has training pictures "
@@ -250,6 +248,43 @@ def save_robust(result: RobustResult, checkpoint: str | Path, *, meta_extra: dic
         meta["reads_manifest"] = Path(reads_path).name
     write_json(meta, checkpoint.with_suffix(".json"))
     return meta
+
+
+def run_robust_train(*, name: str, spec: dict[str, Any], base: str, base_spec: dict[str, Any],
+                     base_checkpoint: str | Path | None, cloaks: Sequence[str], train: dict[str, Any],
+                     manifest: str | Path, roles: str | Path, images: str | Path, shards: Sequence[str | Path],
+                     checkpoint: str | Path, meta: str | Path, reads: str | Path, seed: int,
+                     device: str) -> dict[str, Any]:
+    """Rule ``robust_train``: fine-tune ``base`` into the robust extractor ``name``.
+
+    ``shards``: the ``public`` shard folders of ``cloaks``, cloak by cloak (equally many each);
+    ``images``: the dataset's ``images`` folder. Writes ``checkpoint``, its metadata ``meta``
+    (``<checkpoint>.json``) and the ``reads`` manifest; raises DataError, after writing them, if
+    a protected user's picture was read.
+    """
+    if Path(meta) != Path(checkpoint).with_suffix(".json"):
+        raise ValueError(f"robust_train: metadata must be written beside the checkpoint, got {meta}")
+    device = resolve_device(device)
+    role_table = pd.read_parquet(roles)
+    shards = list(shards)
+    n = len(shards) // len(cloaks)
+    cloaked = {c: collect_shards(shards[i * n:(i + 1) * n]) for i, c in enumerate(cloaks)}
+    pairs = robust_training_pairs(pd.read_parquet(manifest), role_table, Path(images).parent, cloaked)
+    protected = protected_identities(role_table)
+    model = build_extractor(base, base_spec, checkpoint=base_checkpoint, device=device)
+    result = robust_finetune(model, pairs.clean, pairs.cloaked, seed=seed, device=device, settings=train,
+                             forbidden_identities=protected, cloak_of=pairs.cloak_of)
+    leaked = protected_reads(result.reads, protected)
+    role_of = dict(zip(role_table["identity"], role_table["role"]))
+    out = save_robust(result, checkpoint, reads_path=reads,
+                      read_roles=[role_of.get(identity_of_path(r), "?") for r in result.reads],
+                      meta_extra={"name": name, "base": base, "base_spec": base_spec, "cloaks": list(cloaks),
+                                  "protected_users": protected, "protected_reads": len(leaked),
+                                  "release_date": spec.get("release_date")})
+    if leaked:  # cannot happen through robust_training_pairs; the manifest proves it per run
+        raise DataError(f"robust training of {name} read {len(leaked)} protected pictures: {leaked[:3]}")
+    log.info("%s: %d reads, none of the %d protected users' pictures", name, len(result.reads), len(protected))
+    return out
 
 
 def identity_of_path(path: str | Path) -> str:

@@ -1,16 +1,14 @@
 """The ``adaptive:`` config section: semantic checks the JSON schema cannot express.
 
-Called once when the workflow is parsed (``rules/adaptive.smk``), so a wrong name fails before
-any job starts, with a message naming the key. Also checks every extractor entry of type
-``robust`` and records its base's spec in it (see :func:`.robust.expand_robust_specs`).
+Called once, by :func:`cloakbench.plan.build_plan` when the workflow is parsed, so a wrong name
+fails before any job starts, with a message naming the key. Also checks every extractor entry
+of type ``robust`` (see :func:`.robust.expand_robust_specs`); the plan records each one's base
+spec.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
-
-import pandas as pd
 
 from ..errors import ConfigError
 from ..extractors.registry import extractor_class
@@ -108,17 +106,3 @@ def check_adaptive_config(config: dict[str, Any]) -> dict[str, Any]:
     return {"robust": robust, "finetune": finetune, "detection": detection, "timetravel": timetravel,
             "combine": combine, "public_cloaks": public}
 
-
-def record_settings(*, cloak: str, extractor: str, extractor_spec: dict[str, Any],
-                    cloak_spec: dict[str, Any] | None, seed: int, scrape_cfg: dict[str, Any],
-                    evaluate_cfg: dict[str, Any], dataset_cfg: dict[str, Any],
-                    scrape: pd.DataFrame) -> dict[str, Any]:
-    """The ``settings`` block of a record, as ``scripts/evaluate.py`` writes it."""
-    info = extractor_class(extractor_spec["type"], name=extractor).describe(extractor, extractor_spec)
-    return {
-        "cloak": cloak, "extractor": extractor, "seed": seed, "cloak_spec": cloak_spec,
-        "extractor_info": dataclasses.asdict(info), "scrape": scrape_cfg, "evaluate": evaluate_cfg,
-        "dataset": {"root": dataset_cfg["root"], "n_pictures": int(len(scrape)),
-                    "n_identities": int(scrape["identity"].nunique())},
-        "protected_users": sorted(scrape.loc[scrape["role"] == "protected", "identity"].unique().tolist()),
-    }

@@ -5,32 +5,37 @@ v0.3), then switched to a newer one (e.g. Fawkes v1.0) for the rest. The scraper
 everything, so a model that defeats the older cloak still sees the user's old-cloak pictures:
 the switch cannot restore protection for pictures already online.
 
-:func:`timetravel_table` builds that scraped table from the two single-cloak scrape tables
+:func:`timetravel_scrape` builds that scraped table from the two single-cloak scrape tables
 (``data/scrape.py``'s format): each protected user's training pictures in upload order (sorted
 by ``order_by``; the dataset has no dates, so ``image_id``, i.e. file order, stands for it), the
 first ``switch_fraction`` taken from the old cloak's table and the rest from the new one's.
 Every other row (others' pictures, test pictures) is identical in both tables and is copied.
 Rows keep their ``imageset`` (``scraped-<old>`` / ``scraped-<new>``), so the embeddings already
 computed for both cloaks are reused and ``evaluate.evaluate`` consumes the table as is, given
-the embeddings of ``clean``, ``scraped-<old>`` and ``scraped-<new>``.
+the embeddings of ``clean``, ``scraped-<old>`` and ``scraped-<new>``; its records are of kind
+``timetravel`` (:func:`run_timetravel`).
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..data.scrape import SCRAPE_COLUMNS
 from ..errors import DataError
+from ..evaluate import evaluate, evaluation_settings, read_embedding_sets
+from ..records import Record, write_records
 
 log = logging.getLogger(__name__)
 
 KEY_COLUMNS = ["image_id", "identity", "role", "split"]
 
 
-def timetravel_table(old: pd.DataFrame, new: pd.DataFrame, *, old_cloak: str, new_cloak: str,
+def timetravel_scrape(old: pd.DataFrame, new: pd.DataFrame, *, old_cloak: str, new_cloak: str,
                      switch_fraction: float = 0.5, order_by: str = "image_id") -> pd.DataFrame:
     """Mix two scrape tables: protected users' first ``switch_fraction`` of training pictures
     (by ``order_by``) from ``old``, the rest from ``new``. Adds a column ``cloak_used``
@@ -64,3 +69,26 @@ def timetravel_table(old: pd.DataFrame, new: pd.DataFrame, *, old_cloak: str, ne
 def imagesets_of(table: pd.DataFrame) -> list[str]:
     """The image sets whose embeddings ``evaluate`` needs for ``table``."""
     return sorted(table["imageset"].unique())
+
+
+def run_timetravel(*, old: str | Path, new: str | Path, embeddings: Sequence[str | Path], imagesets: Sequence[str],
+                   out: str | Path, old_cloak: str, new_cloak: str, switch_fraction: float, extractor: str,
+                   extractor_spec: dict[str, Any], old_spec: dict[str, Any], new_spec: dict[str, Any],
+                   evaluate_cfg: dict[str, Any], scrape_cfg: dict[str, Any], dataset_cfg: dict[str, Any],
+                   seed: int) -> list[Record]:
+    """Rule ``timetravel``: every classifier on the switched scrape table (``old``/``new``: the two
+    cloaks' scrape tables) for one extractor -> ``out``."""
+    table = timetravel_scrape(pd.read_parquet(old), pd.read_parquet(new), old_cloak=old_cloak,
+                              new_cloak=new_cloak, switch_fraction=switch_fraction)
+    settings = evaluation_settings(cloak=f"{old_cloak}->{new_cloak}", extractor=extractor,
+                                   extractor_spec=extractor_spec, cloak_spec=None, seed=seed,
+                                   scrape_cfg=scrape_cfg, evaluate_cfg=evaluate_cfg, dataset_cfg=dataset_cfg,
+                                   scrape=table)
+    used = table.loc[table["split"] == "train", "cloak_used"]
+    settings.update(old_cloak=old_cloak, new_cloak=new_cloak, old_cloak_spec=old_spec, new_cloak_spec=new_spec,
+                    switch_fraction=switch_fraction, n_old=int((used == old_cloak).sum()),
+                    n_new=int((used == new_cloak).sum()))
+    records = evaluate(table, read_embedding_sets(imagesets, embeddings), classifiers=evaluate_cfg["classifiers"],
+                       bootstrap=evaluate_cfg["bootstrap"], seed=seed, settings=settings, kind="timetravel")
+    write_records(records, out)
+    return records

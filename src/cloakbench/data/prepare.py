@@ -262,3 +262,14 @@ def prepare_dataset(root: str | Path, out_dir: str | Path, *, layout: str = "aut
              (manifest.split == "test").sum(), len(rejects_df),
              rejects_df["reason"].str.split(":").str[0].value_counts().to_dict())
     return manifest, rejects_df
+
+
+def run_prepare_dataset(*, root: str | Path, manifest: str | Path, dataset_cfg: dict, seed: int
+                        ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rule ``prepare_dataset``: align ``root`` into the folder of ``manifest`` (``dataset_cfg``:
+    the config's ``dataset`` section)."""
+    d = dataset_cfg
+    return prepare_dataset(root, Path(manifest).parent, layout=d["layout"], pre_aligned=d["pre_aligned"],
+                           image_size=d["image_size"], min_face_size=d["min_face_size"],
+                           min_pictures=d["min_pictures"], train_fraction=d["train_fraction"], seed=seed,
+                           max_pixels=d["max_pixels"], detect_size=d["detect_size"])

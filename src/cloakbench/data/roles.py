@@ -1,13 +1,22 @@
-"""select_users: who is protected, and whose pictures an adaptive trainer may cloak itself."""
+"""select_users: who is protected, and whose pictures an adaptive trainer may cloak itself.
+
+Roles: ``protected`` (the cloak's users), ``public`` (identities an adaptive trainer may
+photograph, label and cloak itself) and ``other``. No model the pipeline trains may ever see a
+protected user's picture: every trainer takes its pictures from :func:`trainer_pictures`, and
+:func:`check_not_protected` guards what reaches the training loop.
+"""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
+from ..io import write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +52,37 @@ def select_users(manifest: pd.DataFrame, *, protected: list[str] | None = None, 
     return roles
 
 
+ROLES = ("protected", "public", "other")
+#: roles whose pictures a trainer may use: the pipeline's own extractors (train_extractor)
+TRAINER_ROLES = ("public", "other")
+
+
+def protected_identities(roles: pd.DataFrame) -> list[str]:
+    """The protected users, sorted."""
+    return sorted(roles.loc[roles["role"] == "protected", "identity"])
+
+
+def check_not_protected(identities, roles: pd.DataFrame, *, what: str) -> None:
+    """Raise DataError if any of ``identities`` is a protected user (``what``: the trainer)."""
+    bad = sorted(set(map(str, identities)) & set(protected_identities(roles)))
+    if bad:
+        raise DataError(f"{what}: pictures of protected users {bad[:5]} were passed; a trainer may never "
+                        "use a protected user's picture")
+
+
+def trainer_pictures(manifest: pd.DataFrame, roles: pd.DataFrame, *,
+                     allowed: tuple[str, ...] = TRAINER_ROLES, what: str = "training") -> pd.DataFrame:
+    """The training-split pictures of the identities whose role is in ``allowed`` (manifest
+    order): what a trainer may use. ``protected`` is never allowed; an identity missing from
+    ``roles`` is not allowed either."""
+    if "protected" in allowed or not set(allowed) <= set(ROLES):
+        raise ValueError(f"{what}: allowed roles {allowed} must be among {ROLES[1:]}")
+    ids = set(roles.loc[roles["role"].isin(allowed), "identity"])
+    sel = manifest[(manifest["split"] == "train") & manifest["identity"].isin(ids)]
+    check_not_protected(sel["identity"].unique(), roles, what=what)
+    return sel
+
+
 def pictures_for_subset(manifest: pd.DataFrame, roles: pd.DataFrame, subset: str) -> pd.DataFrame:
     """Pictures a cloak is applied to: ``protected`` users' training pictures, or ``public``
     identities' training pictures (the adaptive trainer's own cloaked copies)."""
@@ -59,3 +99,11 @@ def shard_of(df: pd.DataFrame, shard: int, shards: int) -> pd.DataFrame:
         raise ValueError(f"shard {shard} not in [0, {shards})")
     bounds = np.linspace(0, len(df), shards + 1).round().astype(int)
     return df.iloc[bounds[shard]:bounds[shard + 1]]
+
+
+def run_select_users(*, manifest: str | Path, out: str | Path, users: dict[str, Any], seed: int) -> pd.DataFrame:
+    """Rule ``select_users``: the roles table of the manifest's identities -> ``out``."""
+    roles = select_users(pd.read_parquet(manifest), protected=users["protected"], n_protected=users["n_protected"],
+                         public_fraction=users["public_fraction"], seed=seed)
+    write_parquet(roles, out)
+    return roles

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import logging
 from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -40,6 +41,16 @@ def platform_transform(rgb: np.ndarray, *, jpeg_quality: int | None, resize: int
         buf.seek(0)
         out = np.asarray(Image.open(buf).convert("RGB"))
     return out
+
+
+def collect_shards(shard_dirs: list[str | Path]) -> pd.DataFrame:
+    """Concatenate the ``figures.parquet`` tables of perturb's shard folders, with absolute picture paths."""
+    parts = []
+    for d in shard_dirs:
+        f = pd.read_parquet(Path(d) / "figures.parquet")
+        f["path"] = [str(Path(d) / p) for p in f["path"]]
+        parts.append(f)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["image_id", "path"])
 
 
 def scrape(manifest: pd.DataFrame, roles: pd.DataFrame, dataset_dir: str | Path,
@@ -86,3 +97,15 @@ def scrape(manifest: pd.DataFrame, roles: pd.DataFrame, dataset_dir: str | Path,
     log.info("scrape[%s]: %d train pictures (%d cloaked, %d re-encoded), %d test pictures",
              cloak, int(train.sum()), int(df["cloaked"].sum()), int(emit.sum()), int((~train).sum()))
     return out
+
+
+def run_scrape(*, manifest: str | Path, roles: str | Path, images: str | Path, shards: Sequence[str | Path],
+               table: str | Path, images_out: str | Path, cloak: str, scrape_cfg: dict[str, Any],
+               seed: int) -> pd.DataFrame:
+    """Rule ``scrape``: the scraped set of ``cloak`` (``none``: no shards, the baseline) -> ``table``
+    and ``images_out``; ``images``: the dataset's ``images`` folder."""
+    Path(images_out).mkdir(parents=True, exist_ok=True)
+    cloaked = collect_shards(list(shards)) if cloak != "none" else None
+    return scrape(pd.read_parquet(manifest), pd.read_parquet(roles), Path(images).parent, cloaked, table,
+                  images_out, cloak=cloak, protected_fraction=scrape_cfg["protected_fraction"],
+                  jpeg_quality=scrape_cfg["jpeg_quality"], resize=scrape_cfg["resize"], seed=seed)

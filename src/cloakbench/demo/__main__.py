@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({k: res[k] for k in ("root", "identities", "pictures", "seconds",
                                                "screening")}, indent=2))
     else:
-        from .quality import contact_sheet
+        from ..card import contact_sheet
         print(contact_sheet(a.dataset_root, a.out_png))
     return 0
 

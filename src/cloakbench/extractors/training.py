@@ -29,13 +29,16 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..data.roles import protected_identities, trainer_pictures
 from ..errors import ConfigError, DataError
 from ..io import atomic_path, sha256_file, write_json
 from ..images import read_pictures
+from ..workflow import resolve_device
 from .heads import HEADS
 from .registry import extractor_class
 from .trained import TrainedExtractor
@@ -133,11 +136,13 @@ def _param_groups(modules: Sequence[torch.nn.Module], weight_decay: float) -> li
 # training
 # ---------------------------------------------------------------------------
 def train_extractor(name: str, spec: dict, image_paths: Sequence[Path], labels: Sequence[str],
-                    out_path: Path, *, seed: int, device: str = "cpu") -> dict:
+                    out_path: Path, *, seed: int, device: str = "cpu",
+                    forbidden_identities: Sequence[str] = ()) -> dict:
     """Train extractor ``name`` on (picture, identity) pairs; save its backbone state dict.
 
     Writes ``out_path`` (state dict, atomically) and ``out_path.with_suffix('.json')``
-    (metadata) and returns that metadata.
+    (metadata) and returns that metadata. ``forbidden_identities`` (the protected users) are
+    refused before any picture is read.
     """
     t0 = time.time()
     cls = extractor_class(spec.get("type", ""), name=name)
@@ -148,6 +153,10 @@ def train_extractor(name: str, spec: dict, image_paths: Sequence[Path], labels: 
     labels = [str(label) for label in labels]
     if len(image_paths) != len(labels):
         raise DataError(f"train_extractor '{name}': {len(image_paths)} pictures but {len(labels)} labels")
+    bad = sorted(set(labels) & set(map(str, forbidden_identities)))
+    if bad:
+        raise DataError(f"train_extractor '{name}': pictures of protected users {bad[:5]} were passed; a "
+                        "trainer may never use a protected user's picture")
     identities = sorted(set(labels))
     if len(identities) < 2:
         raise DataError(f"train_extractor '{name}': need pictures of at least 2 identities, "
@@ -236,6 +245,21 @@ def train_extractor(name: str, spec: dict, image_paths: Sequence[Path], labels: 
     log.info("train %s: done in %.1f s, final train acc %.3f (clean %.3f) -> %s", name, seconds,
              meta["final_train_acc"], clean_acc, out_path)
     return meta
+
+
+def run_train_extractor(*, name: str, spec: dict[str, Any], manifest: str | Path, roles: str | Path,
+                        images: str | Path, checkpoint: str | Path, seed: int, device: str) -> dict:
+    """Rule ``train_extractor``: train ``name`` on the training pictures of every identity that
+    is not protected (:func:`cloakbench.data.roles.trainer_pictures`); ``images``: the
+    dataset's ``images`` folder (manifest paths are relative to its parent)."""
+    role_table = pd.read_parquet(roles)
+    train = trainer_pictures(pd.read_parquet(manifest), role_table, what=f"train_extractor '{name}'")
+    log.info("training %s on %d pictures of %d non-protected identities", name, len(train),
+             train["identity"].nunique())
+    root = Path(images).parent
+    return train_extractor(name, spec, [root / p for p in train["path"]], list(train["identity"]),
+                           Path(checkpoint), seed=seed, device=resolve_device(device),
+                           forbidden_identities=protected_identities(role_table))
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""dataset_quality (figures from embeddings) and contact_sheet."""
+"""The dataset card (cloakbench.card): dataset_quality (figures from embeddings) and contact_sheet."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cloakbench.demo.quality import contact_sheet, dataset_quality
+from cloakbench.card import contact_sheet, dataset_quality
 
 
 def _clusters(n_ids=6, per=10, dim=128, spread=0.05, seed=0, merge_last_two=False):
@@ -77,3 +77,32 @@ def test_contact_sheet_one_tile_per_identity(tmp_path):
         px = np.asarray(im.convert("RGB"))
     # tile 4 (row 1, column 1) holds identity p4's colour
     assert abs(int(px[32 + 14 + 16, 32 + 16, 0]) - 160) < 12
+
+
+def test_run_dataset_card_from_files(tmp_path):
+    # the rule's entry point: manifest + one clean-embeddings file per extractor (any row order)
+    import json
+
+    import pandas as pd
+
+    from cloakbench.card import run_dataset_card
+
+    emb, ids, split = _clusters(n_ids=3, per=10, dim=8)
+    root = tmp_path / "ds"
+    for i in range(3):
+        (root / f"id{i}").mkdir(parents=True)
+        Image.new("RGB", (20, 20), (80 * i, 0, 0)).save(root / f"id{i}" / "0.jpg")
+    manifest = pd.DataFrame({"image_id": [f"{y}/{k}" for k, y in enumerate(ids)], "identity": ids, "split": split})
+    manifest.to_parquet(tmp_path / "manifest.parquet")
+    table = pd.DataFrame({"image_id": manifest["image_id"], "embedding": list(emb.astype(np.float32))})
+    table.iloc[::-1].to_parquet(tmp_path / "sface.parquet")
+    (table.assign(embedding=list((emb * 0.2).astype(np.float32)))).to_parquet(tmp_path / "dlib.parquet")
+    out = run_dataset_card(manifest=tmp_path / "manifest.parquet", embeddings=[tmp_path / "sface.parquet",
+                           tmp_path / "dlib.parquet"], extractors=["sface", "dl"], types={"sface": "sface",
+                           "dl": "dlib_resnet"}, root=str(root), card=tmp_path / "card.json",
+                           sheet=tmp_path / "sheet.png", seed=0)
+    assert json.loads((tmp_path / "card.json").read_text()) == json.loads(json.dumps(out))
+    q = out["quality"]["extractors"]
+    assert q["sface"]["knn1_accuracy"] == 1.0 and q["sface"]["metric"] == "cosine"
+    assert q["dl"]["metric"] == "euclidean" and q["dl"]["threshold"] == 0.6  # by type, not by name
+    assert (out["n_pictures"], out["n_identities"]) == (30, 3) and (tmp_path / "sheet.png").stat().st_size > 0

@@ -1,20 +1,30 @@
-"""How good is a face dataset for recognisers: figures computed from embeddings, and a
-contact sheet of its identities.
+"""The dataset card: how recognisable a dataset's identities are for real recognisers, from
+the clean embeddings the pipeline computes anyway, and a contact sheet of its identities.
 
-``dataset_quality`` is what the pipeline runs after the embed rule, so the demo's dataset
-card carries measured (not typed) figures: linear-probe and 1-NN identification accuracy on
-the clean test pictures, and the share of identity pairs a verifier would merge (mean
+Serves any dataset (the demo's and a user's own). ``dataset_quality`` is what the pipeline's
+``dataset_card`` rule runs after the embed rule, so the card carries measured (not typed)
+figures: linear-probe and 1-NN identification accuracy on the clean test pictures
+(:mod:`cloakbench.classifiers`), and the share of identity pairs a verifier would merge (mean
 cross-picture cosine above SFace's 0.363, or mean dlib distance below 0.6).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
+import pandas as pd
+
+from .classifiers import linear_probe, nearest_neighbour
+from .embed import stack
+from .errors import DataError
+from .io import write_json, write_png
+
+log = logging.getLogger(__name__)
 
 # extractor name (or type) substring -> (metric, threshold) of "same person"
 DEFAULT_MERGE_RULES: dict[str, tuple[str, float]] = {
@@ -47,20 +57,6 @@ def _pairwise(x: np.ndarray, metric: str) -> np.ndarray:
     return np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * x @ x.T, 0))
 
 
-def _knn1(train: np.ndarray, ytr: np.ndarray, test: np.ndarray) -> np.ndarray:
-    d = (test ** 2).sum(1)[:, None] + (train ** 2).sum(1)[None, :] - 2 * test @ train.T
-    return ytr[np.argmin(d, axis=1)]
-
-
-def _linear_probe(train: np.ndarray, ytr: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, random_state=seed))
-    clf.fit(train, ytr)
-    return clf.predict(test)
-
-
 def quality_one(emb: np.ndarray, ids: np.ndarray, split: np.ndarray,
                 rule: tuple[str, float] | None, seed: int = 0) -> dict:
     emb = np.asarray(emb, np.float64)
@@ -68,10 +64,10 @@ def quality_one(emb: np.ndarray, ids: np.ndarray, split: np.ndarray,
     if tr.sum() == 0 or te.sum() == 0:
         raise ValueError("dataset_quality needs both train and test pictures")
     out: dict = {"n_train": int(tr.sum()), "n_test": int(te.sum())}
-    out["linear_accuracy"] = float(np.mean(_linear_probe(emb[tr], ids[tr], emb[te], seed) == ids[te]))
-    out["knn1_accuracy"] = float(np.mean(_knn1(emb[tr], ids[tr], emb[te]) == ids[te]))
+    out["linear_accuracy"] = float(np.mean(linear_probe(emb[tr], ids[tr], emb[te], seed, max_iter=3000) == ids[te]))
+    out["knn1_accuracy"] = float(np.mean(nearest_neighbour(emb[tr], ids[tr], emb[te])[0] == ids[te]))
     u = _unit(emb)
-    out["knn1_cosine_accuracy"] = float(np.mean(_knn1(u[tr], ids[tr], u[te]) == ids[te]))
+    out["knn1_cosine_accuracy"] = float(np.mean(nearest_neighbour(u[tr], ids[tr], u[te])[0] == ids[te]))
 
     labels = np.unique(ids)
     metric, thr = rule if rule is not None else ("cosine", None)
@@ -159,11 +155,9 @@ def contact_sheet(dataset_root: str | os.PathLike, out_png: str | os.PathLike, *
     """A PNG grid with one picture per identity (its first, by name), labelled."""
     from PIL import Image, ImageDraw
 
-    from ..io import write_png
     root = Path(dataset_root)
     items = _identity_pictures(root)
     if not items:
-        from ..errors import DataError
         raise DataError(f"contact sheet: no identity folders with pictures in {root}")
     cols = columns or max(1, math.ceil(math.sqrt(len(items) * 1.3)))
     rows = math.ceil(len(items) / cols)
@@ -183,3 +177,35 @@ def contact_sheet(dataset_root: str | os.PathLike, out_png: str | os.PathLike, *
     out_png = Path(out_png)
     write_png(np.asarray(sheet), out_png)
     return out_png
+
+
+def merge_rules_for(types: Mapping[str, str]) -> dict[str, tuple[str, float]]:
+    """{extractor name: merge rule} by extractor type (``sface``: cosine > 0.363, otherwise dlib's
+    distance < 0.6); the card is made for the real recognisers only (see ``CARD_TYPES``)."""
+    return {n: DEFAULT_MERGE_RULES["sface" if t == "sface" else "dlib"] for n, t in types.items()}
+
+
+#: extractor types the dataset card measures (the real, pretrained recognisers)
+CARD_TYPES = ("sface", "dlib_resnet")
+
+
+def run_dataset_card(*, manifest: str | Path, embeddings: Sequence[str | Path], extractors: Sequence[str],
+                     types: Mapping[str, str], root: str | Path, card: str | Path, sheet: str | Path,
+                     seed: int) -> dict:
+    """Rule ``dataset_card``: the card of the dataset at ``root`` from each extractor's clean
+    embeddings (``embeddings``, in the order of ``extractors``) -> ``card`` (JSON) and ``sheet`` (PNG)."""
+    table = pd.read_parquet(manifest)
+    by_extractor = {}
+    for name, path in zip(extractors, embeddings, strict=True):
+        emb = pd.read_parquet(path).set_index("image_id").loc[table["image_id"]].reset_index()
+        by_extractor[name] = stack(emb)
+    quality = dataset_quality(by_extractor, table["identity"].to_numpy(), table["split"].to_numpy(),
+                              merge_rules=merge_rules_for(types), seed=seed)
+    out = {"dataset": root, "n_pictures": int(len(table)), "n_identities": int(table["identity"].nunique()),
+           "quality": quality}
+    write_json(out, card)
+    contact_sheet(root, sheet)
+    for name, q in quality["extractors"].items():
+        log.info("%s: linear probe %.3f, 1-NN %.3f, merged identity pairs %s", name,
+                 q["linear_accuracy"], q["knn1_accuracy"], q.get("merged_pair_rate"))
+    return out

@@ -1,0 +1,131 @@
+"""The plan: the configuration validated once, resolved and frozen; what the rules read.
+
+``build_plan(config, schema, base_dir=...)`` runs every check when the Snakefile is parsed,
+so a bad configuration fails before any job starts, with a message naming the key:
+
+* the JSON schema (defaults filled in) and the semantic checks of :mod:`cloakbench.config`
+  (registered types, ensembles, release dates);
+* the ``adaptive:`` section and the ``type: robust`` extractors
+  (:func:`cloakbench.adaptive.settings.check_adaptive_config`); each robust extractor's spec
+  gets its base's spec as ``base_spec``, so the jobs that only see one extractor's spec can
+  build the base architecture;
+* the derived lists: extractors trained in the pipeline, the extractors of the dataset card,
+  the extractor each detector needs, and the inputs the pipeline cannot make (missing files
+  are listed, not raised, so a dry run still shows the DAG; ``require_inputs=True`` raises).
+
+The :class:`Plan` is immutable (mappings are read-only, lists are tuples). Its tree is the
+validated configuration with the ``adaptive`` section replaced by its resolved form
+(``robust``, ``finetune``, ``detection``, ``timetravel``, ``combine``, ``public_cloaks``).
+Rules read it (``PLAN["evaluate"]["bootstrap"]``) and pass plain JSON-safe copies to scripts
+(``PLAN.plain("evaluate")``); nothing writes to Snakemake's ``config``.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from .adaptive.detection import needs_extractor
+from .adaptive.settings import check_adaptive_config
+from .card import CARD_TYPES
+from .config import missing_inputs, validate_config
+from .errors import ConfigError
+from .extractors.registry import extractor_class
+
+
+def freeze(obj: Any) -> Any:
+    """A read-only deep copy: mappings become ``MappingProxyType``, lists and tuples tuples."""
+    if isinstance(obj, Mapping):
+        return MappingProxyType({k: freeze(v) for k, v in obj.items()})
+    if isinstance(obj, (list, tuple)):
+        return tuple(freeze(v) for v in obj)
+    return copy.deepcopy(obj)
+
+
+def thaw(obj: Any) -> Any:
+    """A plain JSON-safe deep copy of a frozen value: dicts and lists (key order kept)."""
+    if isinstance(obj, Mapping):
+        return {k: thaw(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [thaw(v) for v in obj]
+    return copy.deepcopy(obj)
+
+
+@dataclass(frozen=True)
+class Plan:
+    tree: Mapping[str, Any]
+    missing_inputs: tuple[str, ...]
+    trained: tuple[str, ...]            # extractors trained in the pipeline (train_extractor / robust_train)
+    card_extractors: tuple[str, ...]    # extractors the dataset card measures
+
+    def __getitem__(self, key: str) -> Any:
+        return self.tree[key]
+
+    def plain(self, *path: str) -> Any:
+        """The value at ``path`` as a plain JSON-safe copy (for a rule's params)."""
+        node: Any = self.tree
+        for i, key in enumerate(path):
+            try:
+                node = node[key]
+            except (KeyError, TypeError, IndexError):
+                raise KeyError(f"plan has no {'.'.join(map(str, path[:i + 1]))}") from None
+        return thaw(node)
+
+    @property
+    def extractors(self) -> tuple[str, ...]:
+        return tuple(self.tree["extractors"])
+
+    @property
+    def cloaks(self) -> tuple[str, ...]:
+        return tuple(self.tree["cloaks"])
+
+    @property
+    def shards(self) -> tuple[int, ...]:
+        return tuple(range(self.tree["perturb"]["shards"]))
+
+    def cloak_spec(self, cloak: str) -> dict[str, Any] | None:
+        """A cloak's entry (plain), or None for ``none`` (the uncloaked baseline)."""
+        return None if cloak == "none" else self.plain("cloaks", cloak)
+
+    def ensemble(self, cloak: str) -> list[str]:
+        return list(self.tree["cloaks"][cloak].get("ensemble", ()))
+
+    def scrape_emits_images(self, cloak: str) -> bool:
+        """Does scrape write pictures that differ from the clean set (cloaked or re-encoded)?"""
+        s = self.tree["scrape"]
+        cloaked = cloak != "none" and s["protected_fraction"] > 0
+        return cloaked or bool(s["jpeg_quality"] or s["resize"])
+
+    def imagesets(self, cloak: str) -> list[str]:
+        """The image sets whose embeddings an evaluation on ``cloak``'s scraped set needs."""
+        return ["clean"] + ([f"scraped-{cloak}"] if self.scrape_emits_images(cloak) else [])
+
+    def detector_extractor(self, detector: str) -> str | None:
+        """The extractor detector ``detector`` needs loaded, or None."""
+        return self.tree["adaptive"]["detection"]["extractors"][detector]
+
+
+def build_plan(config: Mapping[str, Any], schema: dict[str, Any] | str | Path, *, base_dir: str | Path = ".",
+               require_inputs: bool = False) -> Plan:
+    """Validate ``config`` (Snakemake's, left untouched) and resolve it into a :class:`Plan`.
+
+    Raises :class:`ConfigError` naming the key at fault (and, with ``require_inputs``, listing
+    the missing inputs).
+    """
+    cfg = validate_config(config, schema, base_dir=base_dir, check_paths=False)
+    adaptive = check_adaptive_config(cfg)
+    for name, robust in adaptive["robust"].items():
+        cfg["extractors"][name]["base_spec"] = copy.deepcopy(robust["base_spec"])
+    detection = adaptive["detection"]
+    detection["extractors"] = {n: needs_extractor(s) for n, s in detection["detectors"].items()}
+    cfg["adaptive"] = adaptive
+    missing = missing_inputs(cfg, base_dir=base_dir)
+    if require_inputs and missing:
+        raise ConfigError("missing inputs:\n  " + "\n  ".join(missing))
+    extractors = cfg["extractors"]
+    trained = [n for n, s in extractors.items() if extractor_class(s["type"], name=n).trained_in_pipeline]
+    card = [n for n, s in extractors.items() if s["type"] in CARD_TYPES]
+    return Plan(freeze(cfg), tuple(missing), tuple(trained), tuple(card))
