@@ -272,4 +272,5 @@ def run_prepare_dataset(*, root: str | Path, manifest: str | Path, dataset_cfg: 
     return prepare_dataset(root, Path(manifest).parent, layout=d["layout"], pre_aligned=d["pre_aligned"],
                            image_size=d["image_size"], min_face_size=d["min_face_size"],
                            min_pictures=d["min_pictures"], train_fraction=d["train_fraction"], seed=seed,
-                           max_pixels=d["max_pixels"], detect_size=d["detect_size"])
+                           max_pixels=d.get("max_pixels", DEFAULT_MAX_PIXELS),
+                           detect_size=d.get("detect_size"))
