@@ -82,7 +82,7 @@ def _check_date(value: Any, key: str) -> None:
 
 
 def check_semantics(cfg: dict[str, Any], *, base_dir: Path, check_paths: bool = True) -> None:
-    from .attacks.registry import cloak_class
+    from .cloaks.registry import cloak_class
     from .extractors.registry import extractor_class
 
     for name, spec in cfg["extractors"].items():

@@ -20,8 +20,8 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from .attacks.metrics import feature_shift, perturbation_stats
-from .attacks.registry import build_cloak
+from .cloaks.metrics import feature_shift, perturbation_stats
+from .cloaks.registry import build_cloak
 from .data.roles import pictures_for_subset, shard_of
 from .extractors.base import Extractor
 from .images import load_batch, to_tensor, to_uint8

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from attacks_testlib import TinyNet, one_thread, smooth_images  # noqa: F401 (fixture)
-from cloakbench.attacks import build_cloak
-from cloakbench.attacks.fawkes_v10 import FawkesV10
-from cloakbench.attacks.metrics import dssim, feature_shift, linf
+from cloaks_testlib import TinyNet, one_thread, smooth_images  # noqa: F401 (fixture)
+from cloakbench.cloaks import build_cloak
+from cloakbench.cloaks.fawkes_v10 import FawkesV10
+from cloakbench.cloaks.metrics import dssim, feature_shift, linf
 from cloakbench.errors import ConfigError
 
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from cloakbench.attacks import build_cloak
-from cloakbench.attacks.external import ExternalCloak, import_external, parse_name
+from cloakbench.cloaks import build_cloak
+from cloakbench.cloaks.external import ExternalCloak, import_external, parse_name
 from cloakbench.errors import ConfigError, DataError
 from cloakbench.images import to_tensor
 

@@ -4,11 +4,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attacks_testlib import TinyNet, one_thread, smooth_images  # noqa: F401 (fixture)
-from cloakbench.attacks import build_cloak
-from cloakbench.attacks.context import build_target_context
-from cloakbench.attacks.fawkes_v03 import FawkesV03
-from cloakbench.attacks.metrics import dssim
+from cloaks_testlib import TinyNet, one_thread, smooth_images  # noqa: F401 (fixture)
+from cloakbench.cloaks import build_cloak
+from cloakbench.cloaks.context import build_target_context
+from cloakbench.cloaks.fawkes_v03 import FawkesV03
+from cloakbench.cloaks.metrics import dssim
 from cloakbench.errors import ConfigError
 
 

@@ -103,7 +103,7 @@ class FawkesV03(Cloak):
             setting, the numbers are the same; see ``_common.StepRunner``).
 
     Needs ``prepare(context)`` once per protected user before ``__call__``; see
-    :meth:`prepare` and :func:`cloakbench.attacks.context.build_target_context`.
+    :meth:`prepare` and :func:`cloakbench.cloaks.context.build_target_context`.
     After a call, ``history`` holds per-step batch means of ``loss``, ``feature``
     and ``dssim`` (entry i = the picture after i updates).
     """
@@ -204,7 +204,7 @@ class FawkesV03(Cloak):
         the perturb stage's tables (``identity``, ``user_paths``, ``manifest``, ``roles``,
         ``dataset_dir``: candidates are the ``candidate_role`` identities, at most
         ``candidate_pictures`` training pictures each): they are embedded with the
-        ensemble. See :mod:`cloakbench.attacks.context`.
+        ensemble. See :mod:`cloakbench.cloaks.context`.
         """
         from .context import build_target_context, context_from_dataset
 
@@ -227,7 +227,7 @@ class FawkesV03(Cloak):
                     "fawkes_v03.prepare: context needs 'user_features' and 'candidate_features', "
                     "or 'user_images' and 'candidate_images', or the perturb stage's 'identity', "
                     "'user_paths', 'manifest', 'roles' and 'dataset_dir'; see "
-                    "cloakbench.attacks.context")
+                    "cloakbench.cloaks.context")
         user_feats: Mapping[str, torch.Tensor] = ctx["user_features"]
         candidates: Mapping[str, Mapping[str, torch.Tensor]] = ctx.get("candidate_features") or {}
         user = ctx.get("user")

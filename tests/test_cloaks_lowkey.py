@@ -5,10 +5,10 @@ import warnings
 import pytest
 import torch
 
-from attacks_testlib import TinyNet, one_thread, smooth_images  # noqa: F401 (fixture)
-from cloakbench.attacks import build_cloak
-from cloakbench.attacks.lowkey import LowKey, LPIPSAlex
-from cloakbench.attacks.metrics import feature_shift, linf
+from cloaks_testlib import TinyNet, one_thread, smooth_images  # noqa: F401 (fixture)
+from cloakbench.cloaks import build_cloak
+from cloakbench.cloaks.lowkey import LowKey, LPIPSAlex
+from cloakbench.cloaks.metrics import feature_shift, linf
 from cloakbench.errors import ConfigError, MissingWeightsError
 
 
