@@ -37,8 +37,8 @@ try:  # the package was called ``attacks`` before it held only cloaks
     PKG = "cloakbench.cloaks"
     TESTLIB = "cloaks_testlib"
 except ImportError:  # pragma: no cover - before the rename
-    PKG = "cloakbench.cloaks"
-    TESTLIB = "cloaks_testlib"
+    PKG = "cloakbench.attacks"
+    TESTLIB = "attacks_testlib"
 
 
 def cloaks_mod(sub: str):
