@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             # Warm-up (allocator, cuDNN autotuning) with a 2-step twin of the same shapes.
             twin_spec = {**spec, "params": {**spec["params"], "steps": 2}}
             twin = build_cloak(cname, twin_spec, [extractor], seed=0, device=str(device))
-            if getattr(cloak, "needs_context", False):
+            if cloak.needs_reference:
                 cloak.prepare(context)
                 twin.prepare(context)
             # The bare extractor is timed right before each cloak, so both see the same load.

@@ -246,21 +246,28 @@ def save(folder: Path) -> None:
     print(f"saved {len(results)} groups to {folder / 'identity.pt'}")
 
 
-def diff(a: Any, b: Any, path: str, out: list[str]) -> None:
+def diff(a: Any, b: Any, path: str, out: list[str], added: list[str] | None = None) -> None:
+    """Differences of ``b`` from ``a`` into ``out``; values only ``b`` has (a key ``a`` lacks,
+    ``None`` in ``a``) into ``added``: new outputs are not a change of the old ones."""
+    added = out if added is None else added
+    if a is None and b is not None:
+        added.append(path)
+        return
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
         if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)
                 and a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)):
             out.append(f"{path}: tensors differ")
         return
     if isinstance(a, dict) and isinstance(b, dict):
-        if set(a) != set(b):
-            out.append(f"{path}: keys {sorted(set(a) ^ set(b))} differ")
+        if set(a) - set(b):
+            out.append(f"{path}: keys {sorted(set(a) - set(b))} missing")
+        added.extend(f"{path}/{k}" for k in sorted(set(b) - set(a)))
         for k in sorted(set(a) & set(b)):
-            diff(a[k], b[k], f"{path}/{k}", out)
+            diff(a[k], b[k], f"{path}/{k}", out, added)
         return
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
         for i, (x, y) in enumerate(zip(a, b)):
-            diff(x, y, f"{path}[{i}]", out)
+            diff(x, y, f"{path}[{i}]", out, added)
         return
     if a != b:
         out.append(f"{path}: {a!r} != {b!r}"[:300])
@@ -270,12 +277,28 @@ def compare(before: Path, after: Path) -> int:
     a = torch.load(before / "identity.pt", weights_only=False)
     b = torch.load(after / "identity.pt", weights_only=False)
     problems: list[str] = []
-    diff(a, b, "", problems)
-    n = sum(1 for _ in a)
+    added: list[str] = []
+    diff(a, b, "", problems, added)
+    if added:
+        print("new outputs (not compared): " + ", ".join(added))
     if problems:
         print("DIFFERENT:\n  " + "\n  ".join(problems))
         return 1
-    print(f"identical: {n} groups ({', '.join(sorted(a))}), every tensor torch.equal")
+    count = {"tensors": 0, "values": 0}
+
+    def walk(v: Any) -> None:
+        if isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+        else:
+            count["tensors" if isinstance(v, torch.Tensor) else "values"] += 1
+
+    walk(a)
+    print(f"identical: {len(a)} groups ({', '.join(sorted(a))}); {count['tensors']} tensors "
+          f"torch.equal, {count['values']} other values ==")
     return 0
 
 

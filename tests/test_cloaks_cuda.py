@@ -1,6 +1,6 @@
 """CUDA-graph execution of the cloak steps (skipped without a GPU).
 
-On CUDA each optimisation step is captured once and replayed (``_common.StepRunner``).
+On CUDA each optimisation step is captured once and replayed (``cloaks.optim.StepRunner``).
 These checks run only where a GPU is present; on the project's GPU machine they passed
 alongside benchmarks/bench_cloaks.py.
 """

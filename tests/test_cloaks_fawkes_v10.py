@@ -27,18 +27,21 @@ def test_presets_and_model_count(ex):
     assert (two.rho, two.steps, two.lr, two.n_models) == (0.017, 150, 15.0, 2)
     with pytest.raises(ConfigError, match=r"uses 2 model\(s\) but the ensemble has 1.*n_models: 1"):
         FawkesV10([ex], mode="high")
+    with pytest.raises(ConfigError, match=r"cloaks\.f\.params\.n_models: 1"):  # no model needed
+        FawkesV10.validate_params({"mode": "high"}, where="cloaks.f.params", ensemble=["a"])
+    assert FawkesV10.validate_params({"mode": "high"}, where="w", ensemble=["a", "b"])["n_models"] == 2
     one = FawkesV10([ex], mode="high", n_models=1)
     assert one.hyperparameters()["overridden"] == ["n_models"]
     assert one.hyperparameters()["max_change"] == pytest.approx(15 / 255)
 
 
 @pytest.mark.parametrize("params, message", [
-    ({"mode": "min"}, "unknown mode 'min'"),
-    ({"mode": "low", "rho": 0}, "rho must be in"),
-    ({"mode": "low", "steps": -1}, "steps must be an integer"),
-    ({"mode": "low", "max_change": 0}, "max_change"),
-    ({"mode": "low", "penalty": -1}, "penalty"),
-    ({"mode": "low", "save_last_on_failed": 1}, "save_last_on_failed"),
+    ({"mode": "min"}, r"params\.mode .*must be one of 'low', 'mid', 'high', got 'min'"),
+    ({"mode": "low", "rho": 0}, r"params\.rho .*must be a number in \(0, 1\), got 0"),
+    ({"mode": "low", "steps": -1}, r"params\.steps .*must be an integer >= 1"),
+    ({"mode": "low", "max_change": 0}, r"params\.max_change .*in \(0, 1\]"),
+    ({"mode": "low", "penalty": -1}, r"params\.penalty .*>= 0"),
+    ({"mode": "low", "save_last_on_failed": 1}, r"params\.save_last_on_failed .*true or false"),
 ])
 def test_invalid_hyperparameters_rejected(ex, params, message):
     with pytest.raises(ConfigError, match=message):

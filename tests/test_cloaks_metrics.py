@@ -56,7 +56,7 @@ def test_feature_shift_matches_normalised_features():
 
 def test_adadelta_update_matches_torch_optimizer():
     """The written-out Adadelta (CUDA-graph friendly) is torch.optim.Adadelta's arithmetic."""
-    from cloakbench.cloaks._common import adadelta_update
+    from cloakbench.cloaks.optim import adadelta_update
     g = torch.Generator().manual_seed(0)
     p_ref = torch.randn(2, 3, 8, 8, generator=g).requires_grad_(True)
     p_ours = p_ref.detach().clone()
@@ -72,7 +72,7 @@ def test_adadelta_update_matches_torch_optimizer():
 
 
 def test_history_records_at_device_positions():
-    from cloakbench.cloaks._common import History
+    from cloakbench.cloaks.optim import History
     h = History(3, ("a",))
     for v in (1.0, 2.0):
         h.add(a=torch.tensor([v, v + 2]))

@@ -39,17 +39,15 @@ a run with a different number of models says so in its record (set ``n_models``)
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from ..extractors.base import Extractor
-from ._common import (History, StepRunner, adadelta_update, from_tanh_space, is_int, is_number,
-                      changed_from_defaults, resolve_mode, to_tanh_space, uniform_start)
-from .base import Cloak, check
+from .base import CUDA_GRAPH, FROM_MODE, Cloak, Param
 from .metrics import dssim
+from .optim import adadelta_update, from_tanh_space, to_tanh_space
 from .registry import register_cloak
 
 MODES: dict[str, dict[str, Any]] = {
@@ -68,91 +66,48 @@ RESCUE_MAX_DSSIM = 0.015
 class FawkesV10(Cloak):
     """Fawkes v1.0: untargeted feature-space cloak, DSSIM budget, L-inf clip (module docstring).
 
-    Parameters (``None`` = take it from ``mode``):
-        mode: ``low | mid | high`` (default ``high``).
-        rho: DSSIM budget. steps: optimisation steps. lr: Adadelta learning rate.
-        n_models: ensemble size the mode expects; must equal the configured ensemble's.
-        penalty: weight of the squared DSSIM excess (1e6).
-        max_change: per-pixel change limit on the [0, 1] scale (15/255).
-        init_noise: half-width of the uniform start in tanh space (1e-4).
-        signed_step: size of the extra signed step after the first update (0.01).
-        adadelta_rho, adadelta_eps: TensorFlow 2's Adadelta defaults (0.95, 1e-7).
-        save_last_on_failed: the original's last-step rescue (True).
-        cuda_graph: on CUDA, replay each step as a captured CUDA graph (True; an execution
-            setting, the numbers are the same; see ``_common.StepRunner``).
-
+    Parameters: see ``params`` (``rho``, ``steps``, ``lr``, ``n_models`` left out or ``null``
+    come from ``mode``; ``n_models`` must equal the configured ensemble's size).
     After a call, ``history`` holds per-step batch means of ``loss``, ``feature`` (the
     term maximised), ``dssim`` and ``weight`` (entry i = the picture after i updates).
+    ``loss_history`` is the loss minimised (DSSIM penalty - weight x feature term); the
+    weight changes every step, so ``history["feature"]`` shows the progress better.
     """
 
     type_name: ClassVar[str] = "fawkes_v10"
+    modes = MODES
+    params = (
+        Param("mode", str, "high", choices=tuple(MODES), deviation=False,
+              doc="preset of rho, steps, lr and n_models"),
+        Param("rho", float, FROM_MODE, gt=0, lt=1, doc="DSSIM budget"),
+        Param("steps", int, FROM_MODE, ge=1, doc="optimisation steps"),
+        Param("lr", float, FROM_MODE, gt=0, doc="Adadelta learning rate"),
+        Param("n_models", int, FROM_MODE, ge=1,
+              doc="ensemble size the mode expects; must equal the configured ensemble's"),
+        Param("penalty", float, 1e6, ge=0, doc="weight of the squared DSSIM excess"),
+        Param("max_change", float, 15.0 / 255.0, gt=0, le=1,
+              doc="per-pixel change limit on the [0, 1] scale"),
+        Param("init_noise", float, 1e-4, ge=0, doc="half-width of the uniform start in tanh space"),
+        Param("signed_step", float, 0.01, ge=0,
+              doc="size of the extra signed step after the first update"),
+        Param("adadelta_rho", float, 0.95, ge=0, lt=1, doc="TensorFlow 2's Adadelta rho"),
+        Param("adadelta_eps", float, 1e-7, gt=0, doc="TensorFlow 2's Adadelta epsilon"),
+        Param("save_last_on_failed", bool, True, doc="the original's last-step rescue"),
+        CUDA_GRAPH,
+    )
 
-    def __init__(self, extractors: Sequence[Extractor], *, seed: int = 0,
-                 device: str | torch.device = "cpu", mode: str = "high",
-                 rho: float | None = None, steps: int | None = None, lr: float | None = None,
-                 n_models: int | None = None, penalty: float = 1e6,
-                 max_change: float = 15.0 / 255.0, init_noise: float = 1e-4,
-                 signed_step: float = 0.01, adadelta_rho: float = 0.95,
-                 adadelta_eps: float = 1e-7, save_last_on_failed: bool = True,
-                 cuda_graph: bool = True):
-        super().__init__(extractors, seed=seed, device=device)
-        name = self.type_name
-        values, self.overridden = resolve_mode(
-            name, MODES, mode, {"rho": rho, "steps": steps, "lr": lr, "n_models": n_models})
-        self.mode = mode
-        self.rho = values["rho"]
-        self.steps = values["steps"]
-        self.lr = values["lr"]
-        self.n_models = values["n_models"]
-        check(is_number(self.rho) and 0 < self.rho < 1, name,
-              f"rho must be in (0, 1), got {self.rho!r}")
-        check(is_int(self.steps) and self.steps >= 1, name,
-              f"steps must be an integer >= 1, got {self.steps!r}")
-        check(is_number(self.lr) and self.lr > 0, name, f"lr must be > 0, got {self.lr!r}")
-        check(is_int(self.n_models) and self.n_models >= 1, name,
-              f"n_models must be an integer >= 1, got {self.n_models!r}")
-        if self.n_models != len(self.extractors):
-            names = [ex.name for ex in self.extractors]
+    @classmethod
+    def check_resolved(cls, values: dict[str, Any], *, ensemble: list[str], where: str) -> None:
+        if values["n_models"] != len(ensemble):
+            name = where.split(".")[1] if where.count(".") >= 2 else "<name>"
             raise ConfigError(
-                f"cloak '{name}': mode '{mode}' of the original uses {values['n_models']} "
-                f"model(s) but the ensemble has {len(names)} ({', '.join(names)}). Add models "
-                f"to cloaks.<name>.ensemble, or set cloaks.<name>.params.n_models: {len(names)} "
-                "(recorded as a deviation from the preset)")
-        check(is_number(penalty) and penalty >= 0, name, f"penalty must be >= 0, got {penalty!r}")
-        check(is_number(max_change) and 0 < max_change <= 1, name,
-              f"max_change must be in (0, 1], got {max_change!r}")
-        check(is_number(init_noise) and init_noise >= 0, name,
-              f"init_noise must be >= 0, got {init_noise!r}")
-        check(is_number(signed_step) and signed_step >= 0, name,
-              f"signed_step must be >= 0, got {signed_step!r}")
-        check(is_number(adadelta_rho) and 0 <= adadelta_rho < 1, name,
-              f"adadelta_rho must be in [0, 1), got {adadelta_rho!r}")
-        check(is_number(adadelta_eps) and adadelta_eps > 0, name,
-              f"adadelta_eps must be > 0, got {adadelta_eps!r}")
-        check(isinstance(save_last_on_failed, bool), name,
-              f"save_last_on_failed must be true or false, got {save_last_on_failed!r}")
-        check(isinstance(cuda_graph, bool), name,
-              f"cuda_graph must be true or false, got {cuda_graph!r}")
-        self.overridden += changed_from_defaults(type(self), {
-            "penalty": penalty, "max_change": max_change, "init_noise": init_noise,
-            "signed_step": signed_step, "adadelta_rho": adadelta_rho,
-            "adadelta_eps": adadelta_eps, "save_last_on_failed": save_last_on_failed})
-        self.penalty = float(penalty)
-        self.max_change = float(max_change)
-        self.init_noise = float(init_noise)
-        self.signed_step = float(signed_step)
-        self.adadelta_rho = float(adadelta_rho)
-        self.adadelta_eps = float(adadelta_eps)
-        self.save_last_on_failed = save_last_on_failed
-        self.cuda_graph = cuda_graph
-        self.execution = "eager"
-        for ex in self.extractors:
-            ex.to(self.device)
-        self.history = History()
+                f"cloak '{cls.type_name}': mode '{values['mode']}' of the original uses "
+                f"{values['n_models']} model(s) but the ensemble has {len(ensemble)} "
+                f"({', '.join(ensemble)}). Add models to cloaks.{name}.ensemble, or set "
+                f"cloaks.{name}.params.n_models: {len(ensemble)} (recorded as a deviation from "
+                "the preset)")
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        out_device = images.device
-        x = images.detach().to(self.device, torch.float32)
+    def perturb(self, x: torch.Tensor) -> torch.Tensor:
         b = x.shape[0]
         with torch.no_grad():
             clean = [F.normalize(ex(x).float(), dim=1) for ex in self.extractors]
@@ -160,7 +115,7 @@ class FawkesV10(Cloak):
 
         # Seeded start, drawn per picture (same seed and picture -> same cloak in any batch).
         w0 = to_tanh_space(x)
-        modifier = uniform_start(self.generator, x, self.init_noise).requires_grad_(True)
+        modifier = self.picture_noise(x, self.init_noise).requires_grad_(True)
         square_avg, acc_delta = torch.zeros_like(x), torch.zeros_like(x)
         weight = torch.ones(b, device=self.device)
         side = torch.zeros(b, device=self.device)  # +1 below the band, -1 above, 0 inside
@@ -168,8 +123,7 @@ class FawkesV10(Cloak):
         best_feat = torch.zeros(b, device=self.device)
         last_adv = x.clone()
         last_d, last_f = torch.zeros_like(best_feat), torch.zeros_like(best_feat)
-        hist = self.history = History(self.steps, ("loss", "feature", "dssim", "weight"),
-                                      self.device)
+        hist = self.new_history(self.steps, "loss", "feature", "dssim", "weight")
         lo, hi = 0.9 * self.rho, 1.1 * self.rho
 
         def step(first: bool) -> None:
@@ -205,36 +159,17 @@ class FawkesV10(Cloak):
             hist.advance()
 
         step(True)
-        runner = StepRunner(lambda: step(False), self.device, self.cuda_graph)
+        runner = self.step_runner(lambda: step(False))
         for _ in range(1, self.steps):
             runner()
-        self.execution = runner.mode
 
         if self.save_last_on_failed:
             rescue = ((best_feat < RESCUE_MAX_BEST) & (last_d < RESCUE_MAX_DSSIM)
                       & (last_f > best_feat))
             best = torch.where(rescue[:, None, None, None], last_adv, best)
         self.best_feature = best_feat
-        return best.clamp_(0.0, 1.0).to(out_device)
+        return best  # the template clamps to [0, 1]
 
-    @property
-    def loss_history(self) -> list[float]:
-        """Per-step batch mean of the loss minimised (DSSIM penalty - weight x feature term).
-
-        The weight changes every step, so ``history["feature"]`` shows the progress better.
-        """
-        return self.history["loss"] if "loss" in self.history else []
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {
-            "type": self.type_name, "mode": self.mode, "rho": self.rho, "steps": self.steps,
-            "lr": self.lr, "n_models": self.n_models, "penalty": self.penalty,
-            "max_change": self.max_change, "init_noise": self.init_noise,
-            "signed_step": self.signed_step, "optimizer": "adadelta",
-            "adadelta_rho": self.adadelta_rho, "adadelta_eps": self.adadelta_eps,
-            "save_last_on_failed": self.save_last_on_failed, "cuda_graph": self.cuda_graph,
-            "execution": self.execution,
-            "budget": "dssim (adaptive) + linf 15/255",
-            "ensemble": [ex.name for ex in self.extractors],
-            "overridden": list(self.overridden), "seed": self.seed,
-        }
+    def record_extras(self) -> dict[str, Any]:
+        return {"optimizer": "adadelta", "execution": self.execution,
+                "budget": "dssim (adaptive) + linf 15/255"}

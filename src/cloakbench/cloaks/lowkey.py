@@ -44,21 +44,17 @@ Budget: none enforced beyond [0, 1] (LPIPS is a soft penalty); report the L-inf 
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from kornia.filters import filter2d_separable, get_gaussian_kernel1d
-from torch import nn
 
 from ..errors import MissingWeightsError
 from ..extractors.base import Extractor
-from ._common import (History, StepRunner, changed_from_defaults, is_int, is_number, resolve_mode,
-                      uniform_start)
-from .base import Cloak, check
-from .metrics import dssim
+from .base import CUDA_GRAPH, FROM_MODE, Cloak, Param
+from .metrics import ALEXNET_FILE, ALEXNET_URL, LPIPSAlex, dssim
 from .registry import register_cloak
 
 MODES: dict[str, dict[str, Any]] = {
@@ -67,172 +63,52 @@ MODES: dict[str, dict[str, Any]] = {
                 "c_sim": 0.05},
 }
 
-ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
-ALEXNET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
-
-
-class LPIPSAlex(nn.Module):
-    """LPIPS v0.1 (AlexNet) from the ``lpips`` package, with clean-picture features cached.
-
-    The package computes both pictures' AlexNet features on every call; the clean
-    picture does not change during an attack, so :meth:`reference` computes its
-    normalised features once and :meth:`distance` only runs the cloaked picture. The
-    arithmetic is the package's own modules (scaling layer, trunk, ``normalize_tensor``,
-    linear heads, spatial average); ``tests`` check it equals ``lpips.LPIPS.forward``.
-    """
-
-    # Convolutions of torchvision's AlexNet ``features`` (index -> weight shape).
-    CONV_SHAPES = {0: (64, 3, 11, 11), 3: (192, 64, 5, 5), 6: (384, 192, 3, 3),
-                   8: (256, 384, 3, 3), 10: (256, 256, 3, 3)}
-
-    def __init__(self, weights: str | Path):
-        super().__init__()
-        import lpips
-
-        self._lpips = lpips
-        state = self._load_backbone(Path(weights))  # check the file before building anything
-        with warnings.catch_warnings():  # torchvision's deprecated ``pretrained=False``
-            warnings.simplefilter("ignore")
-            model = lpips.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True,
-                                verbose=False)
-        loaded = set()
-        for block in model.net.children():
-            for idx, layer in block.named_children():
-                if isinstance(layer, nn.Conv2d):
-                    with torch.no_grad():
-                        layer.weight.copy_(state[f"features.{idx}.weight"])
-                        layer.bias.copy_(state[f"features.{idx}.bias"])
-                    loaded.add(int(idx))
-        if loaded != set(self.CONV_SHAPES):  # pragma: no cover - lpips' trunk is fixed
-            raise MissingWeightsError(f"LPIPS AlexNet: loaded conv layers {sorted(loaded)}")
-        self.model = model.eval().requires_grad_(False)
-
-    @classmethod
-    def _load_backbone(cls, path: Path) -> dict[str, torch.Tensor]:
-        hint = (f"Expected the torchvision ImageNet AlexNet state dict ({ALEXNET_FILE}, "
-                f"published at {ALEXNET_URL})")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise MissingWeightsError(f"LPIPS AlexNet weights {path}: cannot be read ({exc}). "
-                                      f"{hint}") from exc
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
-        if not isinstance(state, dict):
-            raise MissingWeightsError(f"LPIPS AlexNet weights {path}: not a state dict. {hint}")
-        for idx, shape in cls.CONV_SHAPES.items():
-            for pname, want in (("weight", shape), ("bias", shape[:1])):
-                key = f"features.{idx}.{pname}"
-                if key not in state:
-                    raise MissingWeightsError(f"LPIPS AlexNet weights {path}: no '{key}'. {hint}")
-                if tuple(state[key].shape) != want:
-                    raise MissingWeightsError(
-                        f"LPIPS AlexNet weights {path}: '{key}' has shape "
-                        f"{tuple(state[key].shape)}, expected {want}. {hint}")
-        return state
-
-    def _features(self, x01: torch.Tensor) -> list[torch.Tensor]:
-        m = self.model
-        outs = m.net.forward(m.scaling_layer(2 * x01 - 1))
-        return [self._lpips.normalize_tensor(o) for o in outs]
-
-    @torch.no_grad()
-    def reference(self, x01: torch.Tensor) -> list[torch.Tensor]:
-        return self._features(x01)
-
-    def distance(self, reference: list[torch.Tensor], x01: torch.Tensor) -> torch.Tensor:
-        """Per-picture LPIPS between the cached reference and ``x01`` (shape (B,))."""
-        m = self.model
-        total = 0
-        for k, feat in enumerate(self._features(x01)):
-            diff = (reference[k] - feat) ** 2
-            total = total + self._lpips.spatial_average(m.lins[k](diff), keepdim=False)
-        return total.flatten()
-
 
 @register_cloak
 class LowKey(Cloak):
     """LowKey: untargeted ensemble attack with blur branch, flip averaging and LPIPS.
 
-    Parameters (``None`` = take it from ``mode``; the only mode is ``default``):
-        steps (50), step_size (0.0025), n_starts (1), init_noise (0.005), c_sim (0.05).
-        perceptual: ``lpips`` (original; needs ``lpips_weights``) or ``dssim``.
-        lpips_weights: path to the torchvision ImageNet AlexNet state dict.
-        blur_kernel (7), blur_sigma (3.0): the blurred branch; ``blur_kernel: 0`` drops it.
-        flip: average each embedding with its mirror image's (True).
-        eps: L-inf projection radius, ``None`` = not enforced (as the original in LPIPS mode).
-        feature_norm_dim: divisor of the squared feature distance (512, see module docstring).
-        cuda_graph: on CUDA, replay each step as a captured CUDA graph (True; an execution
-            setting, the numbers are the same; see ``_common.StepRunner``).
-
+    Parameters: see ``params`` (``steps``, ``step_size``, ``n_starts``, ``init_noise`` and
+    ``c_sim`` left out or ``null`` come from ``mode``; the only mode is ``default``).
     After a call, ``history`` holds per-step batch means of ``objective`` (maximised),
     ``feature``, ``perceptual`` and ``linf``; the last entry is the returned picture.
     """
 
     type_name: ClassVar[str] = "lowkey"
+    loss_key: ClassVar[str] = "objective"
+    modes = MODES
+    params = (
+        Param("mode", str, "default", choices=tuple(MODES), deviation=False,
+              doc="preset of steps, step_size, n_starts, init_noise and c_sim"),
+        Param("steps", int, FROM_MODE, ge=1, doc="signed-gradient ascent steps"),
+        Param("step_size", float, FROM_MODE, gt=0, doc="size of each signed step"),
+        Param("n_starts", int, FROM_MODE, ge=1,
+              doc="random starts; a picture keeps the one with the largest feature term"),
+        Param("init_noise", float, FROM_MODE, ge=0, doc="half-width of the uniform start"),
+        Param("c_sim", float, FROM_MODE, ge=0, doc="weight of the perceptual term"),
+        Param("perceptual", str, "lpips", choices=("lpips", "dssim"),
+              doc="lpips (the original; needs lpips_weights) or dssim in its place"),
+        Param("lpips_weights", str, None, nullable=True, deviation=False,
+              doc=f"path to the torchvision ImageNet AlexNet state dict ({ALEXNET_FILE})"),
+        Param("blur_kernel", int, 7, ge=0, check=lambda v: v == 0 or v % 2 == 1,
+              accepted="0 (no blur branch) or an odd integer",
+              doc="Gaussian blur kernel of the blurred branch; 0 drops the branch"),
+        Param("blur_sigma", float, 3.0, gt=0, doc="Gaussian blur sigma"),
+        Param("flip", bool, True, doc="average each embedding with its mirror image's"),
+        Param("eps", float, None, gt=0, nullable=True,
+              doc="L-inf projection radius; null = not enforced (as the original with LPIPS)"),
+        Param("feature_norm_dim", int, 512, ge=1,
+              doc="divisor of the squared feature distance (the original's 512 dimensions)"),
+        CUDA_GRAPH,
+    )
 
-    def __init__(self, extractors: Sequence[Extractor], *, seed: int = 0,
-                 device: str | torch.device = "cpu", mode: str = "default",
-                 steps: int | None = None, step_size: float | None = None,
-                 n_starts: int | None = None, init_noise: float | None = None,
-                 c_sim: float | None = None, perceptual: str = "lpips",
-                 lpips_weights: str | None = None, blur_kernel: int = 7,
-                 blur_sigma: float = 3.0, flip: bool = True, eps: float | None = None,
-                 feature_norm_dim: int = 512, cuda_graph: bool = True):
-        super().__init__(extractors, seed=seed, device=device)
-        name = self.type_name
-        values, self.overridden = resolve_mode(name, MODES, mode, {
-            "steps": steps, "step_size": step_size, "n_starts": n_starts,
-            "init_noise": init_noise, "c_sim": c_sim})
-        self.mode = mode
-        self.steps = values["steps"]
-        self.step_size = values["step_size"]
-        self.n_starts = values["n_starts"]
-        self.init_noise = values["init_noise"]
-        self.c_sim = values["c_sim"]
-        check(is_int(self.steps) and self.steps >= 1, name,
-              f"steps must be an integer >= 1, got {self.steps!r}")
-        check(is_number(self.step_size) and self.step_size > 0, name,
-              f"step_size must be > 0, got {self.step_size!r}")
-        check(is_int(self.n_starts) and self.n_starts >= 1, name,
-              f"n_starts must be an integer >= 1, got {self.n_starts!r}")
-        check(is_number(self.init_noise) and self.init_noise >= 0, name,
-              f"init_noise must be >= 0, got {self.init_noise!r}")
-        check(is_number(self.c_sim) and self.c_sim >= 0, name,
-              f"c_sim must be >= 0, got {self.c_sim!r}")
-        check(perceptual in ("lpips", "dssim"), name,
-              f"perceptual must be 'lpips' or 'dssim', got {perceptual!r}")
-        check(is_int(blur_kernel) and blur_kernel >= 0 and (blur_kernel == 0 or blur_kernel % 2),
-              name, f"blur_kernel must be 0 (no blur branch) or odd, got {blur_kernel!r}")
-        check(is_number(blur_sigma) and blur_sigma > 0, name,
-              f"blur_sigma must be > 0, got {blur_sigma!r}")
-        check(isinstance(flip, bool), name, f"flip must be true or false, got {flip!r}")
-        check(eps is None or (is_number(eps) and eps > 0), name,
-              f"eps must be null or > 0, got {eps!r}")
-        check(is_int(feature_norm_dim) and feature_norm_dim >= 1, name,
-              f"feature_norm_dim must be an integer >= 1, got {feature_norm_dim!r}")
-        check(isinstance(cuda_graph, bool), name,
-              f"cuda_graph must be true or false, got {cuda_graph!r}")
-        self.overridden += changed_from_defaults(type(self), {
-            "perceptual": perceptual, "blur_kernel": blur_kernel, "blur_sigma": blur_sigma,
-            "flip": flip, "eps": eps, "feature_norm_dim": feature_norm_dim})
-        self.perceptual = perceptual
-        self.lpips_weights = None if lpips_weights is None else str(lpips_weights)
-        self.blur_kernel = blur_kernel
-        self.blur_sigma = float(blur_sigma)
-        self.flip = flip
-        self.eps = None if eps is None else float(eps)
-        self.feature_norm_dim = feature_norm_dim
-        self.cuda_graph = cuda_graph
-        self.execution = "eager"
-        self._kernel = (get_gaussian_kernel1d(blur_kernel, self.blur_sigma, device=self.device)
-                        if blur_kernel else None)
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._kernel = (get_gaussian_kernel1d(self.blur_kernel, self.blur_sigma, device=self.device)
+                        if self.blur_kernel else None)
         self.lpips: LPIPSAlex | None = None
-        if perceptual == "lpips":
+        if self.perceptual == "lpips":
             self.lpips = LPIPSAlex(self._lpips_path()).to(self.device)
-        for ex in self.extractors:
-            ex.to(self.device)
-        self.history = History()
 
     def _lpips_path(self) -> Path:
         how = (f"Download {ALEXNET_FILE} (the torchvision ImageNet AlexNet, published at "
@@ -331,15 +207,13 @@ class LowKey(Cloak):
         return dssim(adv, x)
 
     # ------------------------------------------------------------------ attack
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        out_device = images.device
-        x = images.detach().to(self.device, torch.float32)
+    def perturb(self, x: torch.Tensor) -> torch.Tensor:
         b = x.shape[0]
         clean = self._clean_features(x)
         norms = [c.norm(dim=1) for c in clean]
         ref = self.lpips.reference(x) if self.lpips is not None else None
-        hist = self.history = History(self.n_starts * self.steps + 1,
-                                      ("objective", "feature", "perceptual", "linf"), self.device)
+        hist = self.new_history(self.n_starts * self.steps + 1,
+                                "objective", "feature", "perceptual", "linf")
         best = x.clone()
         best_feat = torch.full((b,), -float("inf"), device=self.device)
         best_perc = torch.zeros(b, device=self.device)
@@ -355,11 +229,10 @@ class LowKey(Cloak):
                     adv.copy_(x + torch.clamp(adv - x, -self.eps, self.eps))
             hist.advance()
 
-        runner = StepRunner(step, self.device, self.cuda_graph, warmup=2)
+        runner = self.step_runner(step, warmup=2)
         for start in range(self.n_starts):
-            gen = (lambda off, s=start: self.generator(off + s * 7919))
             with torch.no_grad():
-                adv.copy_(x + uniform_start(gen, x, self.init_noise))
+                adv.copy_(x + self.picture_noise(x, self.init_noise, offset=start * 7919))
             for _ in range(self.steps):
                 runner()
             with torch.no_grad():  # the original clipped to [0, 1] once, after the steps
@@ -370,28 +243,12 @@ class LowKey(Cloak):
                 best = torch.where(better[:, None, None, None], final, best)
                 best_feat = torch.where(better, feat, best_feat)
                 best_perc = torch.where(better, perc, best_perc)
-        self.execution = runner.mode
         hist.add(objective=best_feat - self.c_sim * best_perc, feature=best_feat,
                  perceptual=best_perc, linf=(best - x).flatten(1).abs().amax(1))
         hist.advance()
-        return best.to(out_device)
+        return best
 
-    @property
-    def loss_history(self) -> list[float]:
-        """Per-step batch mean of the objective maximised (feature - c_sim x perceptual)."""
-        return self.history["objective"] if "objective" in self.history else []
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {
-            "type": self.type_name, "mode": self.mode, "steps": self.steps,
-            "step_size": self.step_size, "n_starts": self.n_starts,
-            "init_noise": self.init_noise, "c_sim": self.c_sim,
-            "perceptual": self.perceptual,
-            "lpips_weights": self.lpips_weights if self.perceptual == "lpips" else None,
-            "blur_kernel": self.blur_kernel, "blur_sigma": self.blur_sigma, "flip": self.flip,
-            "eps": self.eps, "feature_norm_dim": self.feature_norm_dim,
-            "cuda_graph": self.cuda_graph, "execution": self.execution,
-            "budget": "none (clip to [0, 1])" if self.eps is None else f"linf {self.eps}",
-            "ensemble": [ex.name for ex in self.extractors],
-            "overridden": list(self.overridden), "seed": self.seed,
-        }
+    def record_extras(self) -> dict[str, Any]:
+        return {"lpips_weights": self.lpips_weights if self.perceptual == "lpips" else None,
+                "execution": self.execution,
+                "budget": "none (clip to [0, 1])" if self.eps is None else f"linf {self.eps}"}

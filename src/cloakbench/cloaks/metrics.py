@@ -1,9 +1,10 @@
-"""Per-image measurements of a cloak: how much the picture changed, how far the features moved.
+"""Measurements of a cloak: how much the picture changed, how far the features moved.
 
 The perturb stage records these for every cloaked picture, so a result can be read
 next to the budget it was bought with (DSSIM for the Fawkes family, L-inf for
 LowKey, which does not bound it) and next to how well the shift transfers to
-extractors that were not in the cloak's ensemble.
+extractors that were not in the cloak's ensemble. The perceptual distances the cloaks
+optimise through live here too: DSSIM (Fawkes) and LPIPS (:class:`LPIPSAlex`, LowKey).
 
 DSSIM is ``(1 - SSIM) / 2`` with SSIM from ``pytorch-msssim`` (Gaussian window 11,
 sigma 1.5, K = (0.01, 0.03), no padding), which is the SSIM that Fawkes took from
@@ -12,18 +13,17 @@ sigma 1.5, K = (0.01, 0.03), no padding), which is the SSIM that Fawkes took fro
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
-from pytorch_msssim import ssim
+from pytorch_msssim import SSIM, ssim
+from torch import nn
 
-try:  # the library's own window builder (private name, stable since 2019)
-    from pytorch_msssim.ssim import _fspecial_gauss_1d
-except ImportError:  # pragma: no cover - newer release: let ssim build it each call
-    _fspecial_gauss_1d = None
-
+from ..errors import MissingWeightsError
 from ..extractors.base import Extractor
+from ..extractors.embedding import embed_batches
 
 SSIM_WIN_SIZE = 11
 SSIM_WIN_SIGMA = 1.5
@@ -32,19 +32,19 @@ SSIM_WIN_SIGMA = 1.5
 _WINDOWS: dict[tuple[torch.device, torch.dtype, int], torch.Tensor] = {}
 
 
-def _window(x: torch.Tensor) -> torch.Tensor | None:
-    """pytorch-msssim's own Gaussian window, built once per device/dtype/channels.
+def _window(x: torch.Tensor) -> torch.Tensor:
+    """pytorch-msssim's own Gaussian window (built by its ``SSIM`` module), once per
+    device/dtype/channels.
 
     ``ssim`` would otherwise rebuild it on the CPU and copy it to the device on every
-    call, i.e. at every optimisation step of a cloak.
+    call, i.e. at every optimisation step of a cloak (and inside a captured CUDA graph).
     """
-    if _fspecial_gauss_1d is None:  # pragma: no cover
-        return None
     key = (x.device, x.dtype, x.shape[1])
     win = _WINDOWS.get(key)
     if win is None:
-        win = _fspecial_gauss_1d(SSIM_WIN_SIZE, SSIM_WIN_SIGMA)
-        win = win.repeat([x.shape[1]] + [1] * (x.dim() - 1)).to(x.device, x.dtype)
+        module = SSIM(data_range=1.0, win_size=SSIM_WIN_SIZE, win_sigma=SSIM_WIN_SIGMA,
+                      channel=x.shape[1], spatial_dims=x.dim() - 2)
+        win = module.win.to(x.device, x.dtype)
         _WINDOWS[key] = win
     return win
 
@@ -78,24 +78,10 @@ def perturbation_stats(clean: torch.Tensor, cloaked: torch.Tensor) -> dict[str, 
             "l2": l2(cloaked, clean).cpu()}
 
 
-def _device_of(module: torch.nn.Module) -> torch.device:
-    for tensor in module.parameters():
-        return tensor.device
-    for tensor in module.buffers():
-        return tensor.device
-    return torch.device("cpu")
-
-
-@torch.no_grad()
 def normalized_features(extractor: Extractor, images: torch.Tensor, *,
                         batch_size: int = 64) -> torch.Tensor:
     """L2-normalised embeddings (BxD, on CPU), computed in batches on the extractor's device."""
-    device = _device_of(extractor)
-    out = []
-    for start in range(0, images.shape[0], batch_size):
-        chunk = images[start:start + batch_size].to(device, torch.float32)
-        out.append(F.normalize(extractor(chunk).float(), dim=1).cpu())
-    return torch.cat(out) if out else torch.empty(0, 0)
+    return embed_batches(extractor, images, batch_size=batch_size, normalize=True)
 
 
 @torch.no_grad()
@@ -128,3 +114,89 @@ def feature_shift(clean: torch.Tensor, cloaked: torch.Tensor,
         else:
             result[name] = 1.0 - (a * b).sum(dim=1)
     return result
+
+
+# ---------------------------------------------------------------------------
+# LPIPS (LowKey's perceptual term)
+# ---------------------------------------------------------------------------
+ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
+ALEXNET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
+
+
+class LPIPSAlex(nn.Module):
+    """LPIPS v0.1 (AlexNet) from the ``lpips`` package, with clean-picture features cached.
+
+    The package computes both pictures' AlexNet features on every call; the clean
+    picture does not change during an attack, so :meth:`reference` computes its
+    normalised features once and :meth:`distance` only runs the cloaked picture. The
+    arithmetic is the package's own modules (scaling layer, trunk, ``normalize_tensor``,
+    linear heads, spatial average); ``tests`` check it equals ``lpips.LPIPS.forward``.
+    """
+
+    # Convolutions of torchvision's AlexNet ``features`` (index -> weight shape).
+    CONV_SHAPES = {0: (64, 3, 11, 11), 3: (192, 64, 5, 5), 6: (384, 192, 3, 3),
+                   8: (256, 384, 3, 3), 10: (256, 256, 3, 3)}
+
+    def __init__(self, weights: str | Path):
+        super().__init__()
+        import lpips
+
+        self._lpips = lpips
+        state = self._load_backbone(Path(weights))  # check the file before building anything
+        with warnings.catch_warnings():  # torchvision's deprecated ``pretrained=False``
+            warnings.simplefilter("ignore")
+            model = lpips.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True,
+                                verbose=False)
+        loaded = set()
+        for block in model.net.children():
+            for idx, layer in block.named_children():
+                if isinstance(layer, nn.Conv2d):
+                    with torch.no_grad():
+                        layer.weight.copy_(state[f"features.{idx}.weight"])
+                        layer.bias.copy_(state[f"features.{idx}.bias"])
+                    loaded.add(int(idx))
+        if loaded != set(self.CONV_SHAPES):  # pragma: no cover - lpips' trunk is fixed
+            raise MissingWeightsError(f"LPIPS AlexNet: loaded conv layers {sorted(loaded)}")
+        self.model = model.eval().requires_grad_(False)
+
+    @classmethod
+    def _load_backbone(cls, path: Path) -> dict[str, torch.Tensor]:
+        hint = (f"Expected the torchvision ImageNet AlexNet state dict ({ALEXNET_FILE}, "
+                f"published at {ALEXNET_URL})")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise MissingWeightsError(f"LPIPS AlexNet weights {path}: cannot be read ({exc}). "
+                                      f"{hint}") from exc
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+        if not isinstance(state, dict):
+            raise MissingWeightsError(f"LPIPS AlexNet weights {path}: not a state dict. {hint}")
+        for idx, shape in cls.CONV_SHAPES.items():
+            for pname, want in (("weight", shape), ("bias", shape[:1])):
+                key = f"features.{idx}.{pname}"
+                if key not in state:
+                    raise MissingWeightsError(f"LPIPS AlexNet weights {path}: no '{key}'. {hint}")
+                if tuple(state[key].shape) != want:
+                    raise MissingWeightsError(
+                        f"LPIPS AlexNet weights {path}: '{key}' has shape "
+                        f"{tuple(state[key].shape)}, expected {want}. {hint}")
+        return state
+
+    def _features(self, x01: torch.Tensor) -> list[torch.Tensor]:
+        m = self.model
+        outs = m.net.forward(m.scaling_layer(2 * x01 - 1))
+        return [self._lpips.normalize_tensor(o) for o in outs]
+
+    @torch.no_grad()
+    def reference(self, x01: torch.Tensor) -> list[torch.Tensor]:
+        return self._features(x01)
+
+    def distance(self, reference: list[torch.Tensor], x01: torch.Tensor) -> torch.Tensor:
+        """Per-picture LPIPS between the cached reference and ``x01`` (shape (B,))."""
+        m = self.model
+        total = 0
+        for k, feat in enumerate(self._features(x01)):
+            diff = (reference[k] - feat) ** 2
+            total = total + self._lpips.spatial_average(m.lins[k](diff), keepdim=False)
+        return total.flatten()

@@ -1,42 +1,30 @@
-"""Name -> class registry of cloak types."""
+"""The cloak types (a :class:`~cloakbench.registry.Registry`) and construction from the config.
+
+Imports no cloak module: ``cloakbench/cloaks/__init__`` imports the built-in ones, which
+register themselves with :func:`register_cloak`; plugin modules do the same.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ..errors import ConfigError
 from ..extractors.base import Extractor
+from ..registry import Registry
 from .base import Cloak
 
-CLOAK_TYPES: dict[str, type[Cloak]] = {}
-
-
-def register_cloak(cls: type[Cloak]) -> type[Cloak]:
-    if not cls.type_name:
-        raise ValueError(f"{cls.__name__} has no type_name")
-    CLOAK_TYPES[cls.type_name] = cls
-    return cls
+CLOAKS: Registry[type[Cloak]] = Registry("cloak", "cloaks")
+register_cloak = CLOAKS.register
 
 
 def cloak_class(type_name: str, *, name: str = "?") -> type[Cloak]:
-    _import_builtin()
-    try:
-        return CLOAK_TYPES[type_name]
-    except KeyError:
-        raise ConfigError(f"cloaks.{name}.type: unknown cloak type '{type_name}'. "
-                          f"Known types: {', '.join(sorted(CLOAK_TYPES))}") from None
+    """The class of ``cloaks.<name>.type`` (ConfigError naming the key if unknown)."""
+    return CLOAKS.get(type_name, name=name)
 
 
 def build_cloak(name: str, spec: dict[str, Any], extractors: Sequence[Extractor], *,
                 seed: int, device: str = "cpu") -> Cloak:
+    """The configured cloak ``name`` over its ensemble (``extractors``, already built)."""
     cls = cloak_class(spec.get("type", ""), name=name)
     params = dict(spec.get("params") or {})
-    try:
-        return cls(extractors, seed=seed, device=device, **params)
-    except TypeError as exc:  # unknown keyword -> say which key
-        raise ConfigError(f"cloaks.{name}.params: {exc}") from None
-
-
-def _import_builtin() -> None:
-    # Importing the modules registers their classes.
-    from . import external, fawkes_v03, fawkes_v10, lowkey, pgd  # noqa: F401
+    cls.validate_params(params, where=cls.params_key(name))  # unknown keys (even 'seed') named
+    return cls(extractors, seed=seed, device=device, name=name, **params)
