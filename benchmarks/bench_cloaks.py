@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from cloakbench.cloaks import build_cloak  # noqa: E402
-from cloakbench.cloaks.lowkey import LPIPSAlex  # noqa: E402
+from cloakbench.cloaks.metrics import LPIPSAlex  # noqa: E402
 
 
 def sync(device: torch.device) -> None:

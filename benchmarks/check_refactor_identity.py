@@ -66,7 +66,7 @@ def cloak_cases(tmp: Path) -> dict[str, Callable[[], Any]]:
     TinyNet, smooth_images = testlib.TinyNet, testlib.smooth_images
     build_cloak = importlib.import_module(PKG).build_cloak
     build_target_context = cloaks_mod("context").build_target_context
-    LPIPSAlex = cloaks_mod("lowkey").LPIPSAlex
+    LPIPSAlex = cloaks_mod("metrics" if PKG.endswith("cloaks") else "lowkey").LPIPSAlex
 
     images = smooth_images(4, seed=0)
     user = smooth_images(3, seed=0)

@@ -7,7 +7,8 @@ import torch
 
 from cloaks_testlib import TinyNet, one_thread, smooth_images  # noqa: F401 (fixture)
 from cloakbench.cloaks import build_cloak
-from cloakbench.cloaks.lowkey import LowKey, LPIPSAlex
+from cloakbench.cloaks.lowkey import LowKey
+from cloakbench.cloaks.metrics import LPIPSAlex
 from cloakbench.cloaks.metrics import feature_shift, linf
 from cloakbench.errors import ConfigError, MissingWeightsError
 
