@@ -112,8 +112,8 @@ class LowKey(Cloak):
 
     def _lpips_path(self) -> Path:
         how = (f"Download {ALEXNET_FILE} (the torchvision ImageNet AlexNet, published at "
-               f"{ALEXNET_URL}) and set cloaks.<name>.params.lpips_weights to its path, or set "
-               "cloaks.<name>.params.perceptual: dssim (recorded as a deviation)")
+               f"{ALEXNET_URL}) and set {self.params_key(self.name)}.lpips_weights to its path, "
+               f"or set {self.params_key(self.name)}.perceptual: dssim (recorded as a deviation)")
         if not self.lpips_weights:
             raise MissingWeightsError(
                 f"cloak '{self.type_name}': perceptual: lpips needs AlexNet backbone weights, "
