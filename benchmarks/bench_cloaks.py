@@ -46,8 +46,8 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from cloakbench.attacks import build_cloak  # noqa: E402
-from cloakbench.attacks.lowkey import LPIPSAlex  # noqa: E402
+from cloakbench.cloaks import build_cloak  # noqa: E402
+from cloakbench.cloaks.metrics import LPIPSAlex  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cudnn.benchmark = True
     if args.tiny:
         sys.path.insert(0, str(ROOT / "tests"))
-        from attacks_testlib import TinyNet
+        from cloaks_testlib import TinyNet
         extractor = TinyNet().to(device)
     else:
         from cloakbench.extractors import build_extractor
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown cloak(s) {unknown}; known: {list(specs)}")
 
-    from cloakbench.attacks.context import build_target_context
+    from cloakbench.cloaks.context import build_target_context
     users = smooth_batch(max(args.batches), 0, device)
     candidates = {f"id{i}": smooth_batch(4, 100 + i, device) for i in range(25)}
     context = build_target_context([extractor], users, candidates, user="bench", device=device)
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             # Warm-up (allocator, cuDNN autotuning) with a 2-step twin of the same shapes.
             twin_spec = {**spec, "params": {**spec["params"], "steps": 2}}
             twin = build_cloak(cname, twin_spec, [extractor], seed=0, device=str(device))
-            if getattr(cloak, "needs_context", False):
+            if cloak.needs_reference:
                 cloak.prepare(context)
                 twin.prepare(context)
             # The bare extractor is timed right before each cloak, so both see the same load.

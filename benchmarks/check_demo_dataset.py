@@ -25,9 +25,9 @@ import torch
 
 
 def align_all(root: Path):
-    from cloakbench.demo.faces import _dlib_models, norm_crop
+    from cloakbench.demo.faces import dlib_models, norm_crop
     from cloakbench.io import read_rgb
-    m = _dlib_models()
+    m = dlib_models()
     crops, ids, names, rejects = [], [], [], []
     for d in sorted(p for p in root.iterdir() if p.is_dir()):
         for f in sorted(d.glob("*.jpg")):

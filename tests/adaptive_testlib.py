@@ -15,7 +15,7 @@ from PIL import Image
 from torch import nn
 
 from cloakbench.extractors.base import Extractor
-from cloakbench.extractors.registry import EXTRACTOR_TYPES, register_extractor
+from cloakbench.extractors.registry import EXTRACTORS, register_extractor
 from cloakbench.io import write_parquet, write_png
 
 SIZE = 32
@@ -62,10 +62,10 @@ class TinyTrainable(Extractor):
         return self.body(x)
 
 
-if TinyTrainable.type_name not in EXTRACTOR_TYPES:
+if TinyTrainable.type_name not in EXTRACTORS:
     register_extractor(TinyTrainable)
 else:  # re-imported under another module name: reuse the registered class
-    TinyTrainable = EXTRACTOR_TYPES[TinyTrainable.type_name]  # type: ignore[misc]
+    TinyTrainable = EXTRACTORS[TinyTrainable.type_name]  # type: ignore[misc]
 
 
 def identity_image(rng: np.random.Generator, base: np.ndarray) -> np.ndarray:

@@ -82,8 +82,8 @@ def test_card_lists_sources_settings_and_counts(demo):
 
 
 def test_every_picture_has_a_detectable_face(demo):
-    from cloakbench.demo.faces import _dlib_models
-    det = _dlib_models()["det"]
+    from cloakbench.demo.faces import dlib_models
+    det = dlib_models()["det"]
     root, _ = demo
     for p in sorted(root.glob("*/*.jpg")):
         img = np.asarray(Image.open(p).convert("RGB"))

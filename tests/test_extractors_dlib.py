@@ -62,7 +62,7 @@ def test_same_person_is_closer_than_different_people(dlib_model, people):
 
 
 def test_refused_in_a_gradient_cloak_ensemble(dlib_model):
-    from cloakbench.attacks.pgd import PGDCloak
+    from cloakbench.cloaks.pgd import PGDCloak
 
     with pytest.raises(ConfigError, match=r"'dlib' \(dlib_resnet\) is not differentiable"):
         PGDCloak([dlib_model], eps=8 / 255, steps=1)

@@ -15,6 +15,7 @@ import jsonschema
 import yaml
 
 from .errors import ConfigError
+from .registry import import_plugins
 
 _Draft = jsonschema.Draft202012Validator
 
@@ -68,7 +69,9 @@ def validate_config(config: dict[str, Any], schema: dict[str, Any] | str | Path,
         raise ConfigError(f"config key '{key}': {e.message}")
     # Fill defaults of nested additionalProperties (extractor/cloak entries) too.
     validator.validate(cfg)
+    import_plugins(cfg.get("plugins") or [], where="plugins")  # registers their types
     check_semantics(cfg, base_dir=Path(base_dir), check_paths=check_paths)
+    check_declared_params(cfg)
     return cfg
 
 
@@ -82,7 +85,7 @@ def _check_date(value: Any, key: str) -> None:
 
 
 def check_semantics(cfg: dict[str, Any], *, base_dir: Path, check_paths: bool = True) -> None:
-    from .attacks.registry import cloak_class
+    from .cloaks.registry import cloak_class
     from .extractors.registry import extractor_class
 
     for name, spec in cfg["extractors"].items():
@@ -106,6 +109,24 @@ def check_semantics(cfg: dict[str, Any], *, base_dir: Path, check_paths: bool = 
         missing = missing_inputs(cfg, base_dir=base_dir)
         if missing:
             raise ConfigError("missing inputs:\n  " + "\n  ".join(missing))
+
+
+def check_declared_params(cfg: dict[str, Any]) -> None:
+    """Each cloak's ``params`` against its class's declaration (types, ranges, modes, unknown
+    keys) and each in-pipeline extractor's ``train`` settings: no weights, before any job."""
+    from .cloaks.registry import cloak_class
+    from .extractors.registry import extractor_class
+    from .extractors.trained import TrainedExtractor
+    from .extractors.training import train_settings
+
+    for name, spec in cfg.get("cloaks", {}).items():
+        cloak_class(spec["type"], name=name).validate_params(
+            spec.get("params") or {}, where=f"cloaks.{name}.params",
+            ensemble=list(spec.get("ensemble") or []))
+    for name, spec in cfg["extractors"].items():
+        cls = extractor_class(spec["type"], name=name)
+        if issubclass(cls, TrainedExtractor):
+            train_settings(name, spec, cls)
 
 
 def missing_inputs(cfg: dict[str, Any], *, base_dir: str | Path = ".") -> list[str]:

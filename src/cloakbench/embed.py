@@ -9,28 +9,21 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-import torch
-from tqdm import tqdm
 
 from .extractors.base import Extractor
+from .extractors.embedding import embed_batches
 from .extractors.registry import build_extractor
-from .images import load_batch
 from .io import write_parquet
 from .workflow import resolve_device
 
 log = logging.getLogger(__name__)
 
 
-@torch.no_grad()
 def embed_paths(model: Extractor, paths: Sequence[str | Path], *, batch_size: int = 64,
                 device: str = "cpu", desc: str = "embed") -> np.ndarray:
     """Raw embeddings (N x D float32) of the pictures at ``paths``."""
-    out = []
-    for start in tqdm(range(0, len(paths), batch_size), desc=desc, unit="batch", mininterval=2):
-        batch = load_batch(paths[start:start + batch_size]).to(device)
-        out.append(model(batch).float().cpu().numpy())
-    dim = model.embedding_dim or 0
-    return np.concatenate(out) if out else np.zeros((0, dim), np.float32)
+    return embed_batches(model, list(paths), batch_size=batch_size, device=device,
+                         desc=desc).numpy()
 
 
 def embed_table(model: Extractor, table: pd.DataFrame, out_path: str | Path, *, batch_size: int = 64,

@@ -15,13 +15,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import pandas as pd
-import torch
 from tqdm import tqdm
 
-from .attacks.metrics import feature_shift, perturbation_stats
-from .attacks.registry import build_cloak
+from .cloaks.metrics import feature_shift, perturbation_stats
+from .cloaks.registry import build_cloak
 from .data.roles import pictures_for_subset, shard_of
 from .extractors.base import Extractor
 from .extractors.registry import extractor_loader
@@ -48,19 +46,17 @@ def perturb_shard(manifest: pd.DataFrame, roles: pd.DataFrame, dataset_dir: str 
     for ident, group in mine.groupby("identity", sort=True):
         # Context for cloaks that need more than the pictures (e.g. Fawkes v0.3's target choice):
         # all of this user's pictures in the subset (not only this shard), so shards agree.
-        user_all = pictures[pictures["identity"] == ident]
-        cloak.prepare({"identity": ident, "seed": seed, "manifest": manifest, "roles": roles,
-                       "dataset_dir": dataset_dir,
-                       "user_paths": [str(dataset_dir / p) for p in user_all["path"]]})
+        if cloak.needs_reference:
+            user_all = pictures[pictures["identity"] == ident]
+            cloak.prepare({"identity": ident, "seed": seed, "manifest": manifest, "roles": roles,
+                           "dataset_dir": dataset_dir,
+                           "user_paths": [str(dataset_dir / p) for p in user_all["path"]]})
         for start in tqdm(range(0, len(group), batch_size), desc=f"{cloak_name}:{ident}",
                           unit="batch", mininterval=2):
             part = group.iloc[start:start + batch_size]
             clean = load_batch([dataset_dir / p for p in part["path"]]).to(device)
             t0 = time.perf_counter()
-            if getattr(cloak, "needs_image_ids", False):  # e.g. pictures made by an official tool
-                cloaked = cloak(clean, image_ids=list(part["image_id"]))
-            else:
-                cloaked = cloak(clean)
+            cloaked = cloak(clean, image_ids=list(part["image_id"]))  # used by `external`
             seconds = (time.perf_counter() - t0) / len(part)
             stored = to_uint8(cloaked)
             stored_t = to_tensor(stored)

@@ -39,11 +39,11 @@ from attacks_testlib import one_thread  # noqa: F401 (autouse fixture: one torch
 from face_photos import different_people
 from twin import twins_from
 
-from cloakbench.attacks.fawkes_v03 import MODES as V03_MODES
-from cloakbench.attacks.fawkes_v03 import FawkesV03
-from cloakbench.attacks.fawkes_v10 import MODES as V10_MODES
-from cloakbench.attacks.fawkes_v10 import FawkesV10
-from cloakbench.attacks.metrics import dssim, feature_shift, linf
+from cloakbench.cloaks.fawkes_v03 import MODES as V03_MODES
+from cloakbench.cloaks.fawkes_v03 import FawkesV03
+from cloakbench.cloaks.fawkes_v10 import MODES as V10_MODES
+from cloakbench.cloaks.fawkes_v10 import FawkesV10
+from cloakbench.cloaks.metrics import dssim, feature_shift, linf
 
 HERE = Path(__file__).resolve().parent
 

@@ -60,6 +60,7 @@ from tqdm import tqdm
 
 from ..errors import ConfigError, DataError
 from ..extractors.base import Extractor
+from ..extractors.embedding import embed_batches
 from ..extractors.registry import build_extractor
 from ..images import read_pictures
 from ..data.scrape import collect_shards
@@ -322,7 +323,7 @@ def _features_fn(s, extractor: Extractor | None, device) -> Callable[[torch.Tens
     def features(x: torch.Tensor) -> np.ndarray:
         parts = []
         if s["inputs"] != "stats":
-            e = extractor(x.to(dev)).float().cpu()
+            e = embed_batches(extractor, x, batch_size=max(len(x), 1), device=dev)
             parts.append(F.normalize(e, dim=1))
         if s["inputs"] != "embedding":
             parts.append(image_statistics(x))

@@ -36,7 +36,9 @@ PART_INDEX = {"eyes": np.concatenate([BROWS, EYES]), "nose": NOSE, "mouth": MOUT
 # --------------------------------------------------------------------------------------
 
 
-def _frame(lm: np.ndarray) -> tuple[np.ndarray, float]:
+def face_frame(lm: np.ndarray) -> tuple[np.ndarray, float]:
+    """A face's up direction (unit vector, mouth to eyes) and inter-ocular distance, from its
+    68 landmarks."""
     eyes = (lm[36:42].mean(0) + lm[42:48].mean(0)) / 2
     mouth = lm[48:68].mean(0)
     up = eyes - mouth
@@ -52,7 +54,7 @@ _BORDER = np.array([[x, y] for y in (-2.0, CANVAS_H / 3, 2 * CANVAS_H / 3, CANVA
 
 def control_points(lm: np.ndarray) -> np.ndarray:
     """68 landmarks + forehead/crown points derived from them + fixed canvas border points."""
-    up, iod = _frame(lm)
+    up, iod = face_frame(lm)
     brow = lm[[17, 19, 21, 22, 24, 26]]
     forehead = brow + up * 0.75 * iod
     centre = lm[BROWS].mean(0)
@@ -106,7 +108,7 @@ def person_matte(img: np.ndarray, lm: np.ndarray) -> np.ndarray:
     """Soft person (head, hair, neck, shoulders) matte: GrabCut seeded by the landmarks,
     run at half resolution, refined by a guided filter at full resolution."""
     h, w = img.shape[:2]
-    up, iod = _frame(lm)
+    up, iod = face_frame(lm)
     side = np.array([up[1], -up[0]])
     gc = np.full((h, w), cv2.GC_PR_BGD, np.uint8)
     centre = lm[BROWS].mean(0) + up * 0.2 * iod
@@ -248,7 +250,7 @@ def target_shape(recipe: Recipe, by_key: dict[str, Base], mean_lm: np.ndarray) -
     s = recipe.shape
     # caricature: exaggerate what differs from the average face
     t = t + s["caricature"] * (t - mean_lm)
-    up, iod = _frame(t)
+    up, iod = face_frame(t)
     side = np.array([up[1], -up[0]])          # image-right direction
     mid = (t[36:42].mean(0) + t[42:48].mean(0)) / 2
     right_eye = np.r_[np.arange(22, 27), np.arange(42, 48)]
@@ -290,7 +292,7 @@ class Identity:
 
 
 def part_masks(t: np.ndarray) -> dict[str, np.ndarray]:
-    up, iod = _frame(t)
+    up, iod = face_frame(t)
     shape = (CANVAS_H, CANVAS_W)
     face_poly = np.vstack([t[JAW], t[BROWS][::-1] + up * 0.12 * iod])
     face = imaging.polygon_mask(shape, imaging.scale_about(face_poly, 0.9), hull=False)

@@ -35,7 +35,8 @@ def five_points(lm68: np.ndarray) -> np.ndarray:
 _DLIB: dict = {}
 
 
-def _dlib_models():
+def dlib_models():
+    """dlib's face detector, 68-point shape predictor and rectangle type (loaded once)."""
     if not _DLIB:
         try:
             import dlib
@@ -57,7 +58,7 @@ def detect_landmarks(img: np.ndarray, pick: tuple[float, float] | None = None,
     ``pick``: the face whose centre is nearest to this (x, y) fraction of the image;
     otherwise the highest-scoring face. ``aligned_crop``: a tight 112-px crop, upsampled and
     given a fixed face box (the detector misses faces that fill the frame)."""
-    m = _dlib_models()
+    m = dlib_models()
     h, w = img.shape[:2]
     if aligned_crop:
         up = 3.0

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from . import imaging
-from .compose import Identity, _frame, control_points
+from .compose import Identity, face_frame, control_points
 from .faces import five_points
 
 
@@ -61,7 +61,7 @@ def _u(rng: np.random.Generator, r: tuple[float, float]) -> float:
 
 
 def expression_shape(lm: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
-    up, iod = _frame(lm)
+    up, iod = face_frame(lm)
     side = np.array([up[1], -up[0]])
     d = np.zeros_like(lm)
     smile = rng.uniform(-0.35, 1.0) * strength
@@ -151,7 +151,7 @@ def render_picture(ident: Identity, mesh: imaging.MeshWarper, rng: np.random.Gen
             bg = imaging.to_gray3(bg)
         img = alpha[..., None] * img + (1 - alpha[..., None]) * bg
     # 3. pose, crop, scale
-    up, iod = _frame(lm2)
+    up, iod = face_frame(lm2)
     centre = five_points(lm2).mean(0)
     out_w = int(rng.integers(nz.out_width[0], nz.out_width[1] + 1))
     out_h = int(round(out_w * _u(rng, nz.aspect)))

@@ -6,13 +6,15 @@ size (112x112 aligned crops), and returns one embedding per picture (BxD, not
 normalised). It owns its own resizing and input normalisation, so attacks and
 classifiers never need to know a model's preprocessing.
 
-Adding an extractor = one subclass registered with :func:`register_extractor`
-plus one entry under ``extractors:`` in the config.
+Adding an extractor = one subclass registered with
+:func:`cloakbench.extractors.registry.register_extractor` plus one entry under
+``extractors:`` in the config (README "Adding an extractor").
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -42,6 +44,12 @@ class ExtractorInfo:
     weights: str | None = None
     sha256: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-safe copy (tuples as lists)."""
+        out = dataclasses.asdict(self)
+        out["mean"], out["std"] = list(self.mean), list(self.std)
+        return out
 
 
 class Extractor(nn.Module):
@@ -88,13 +96,14 @@ class Extractor(nn.Module):
         return ExtractorInfo(
             name=name, type=cls.type_name, family=cls.family, input_size=cls.input_size,
             mean=tuple(cls.mean), std=tuple(cls.std), embedding_dim=cls.embedding_dim,
-            release_date=_date_str(spec.get("release_date")),
+            release_date=date_str(spec.get("release_date")),
             differentiable=cls.differentiable, trained_in_pipeline=cls.trained_in_pipeline,
             weights=spec.get("weights"), sha256=spec.get("sha256"),
         )
 
 
-def _date_str(value: Any) -> str | None:
+def date_str(value: Any) -> str | None:
+    """A release date as ``YYYY-MM-DD`` text (YAML reads dates as ``datetime.date``)."""
     if value is None:
         return None
     if isinstance(value, (dt.date, dt.datetime)):

@@ -1,4 +1,8 @@
-"""Name -> class registry of extractor types, and construction from the config."""
+"""The extractor types (a :class:`~cloakbench.registry.Registry`) and construction from the config.
+
+Imports no model module: ``cloakbench/extractors/__init__`` imports the built-in ones, which
+register themselves with :func:`register_extractor`; plugin modules do the same.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +10,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import ConfigError
+from ..registry import Registry
 from .base import Extractor
 
-EXTRACTOR_TYPES: dict[str, type[Extractor]] = {}
-
-
-def register_extractor(cls: type[Extractor]) -> type[Extractor]:
-    if not cls.type_name:
-        raise ValueError(f"{cls.__name__} has no type_name")
-    if cls.type_name in EXTRACTOR_TYPES and EXTRACTOR_TYPES[cls.type_name] is not cls:
-        raise ValueError(f"extractor type '{cls.type_name}' registered twice")
-    EXTRACTOR_TYPES[cls.type_name] = cls
-    return cls
+EXTRACTORS: Registry[type[Extractor]] = Registry("extractor", "extractors")
+register_extractor = EXTRACTORS.register
 
 
 def extractor_class(type_name: str, *, name: str = "?") -> type[Extractor]:
-    _import_builtin()
-    try:
-        return EXTRACTOR_TYPES[type_name]
-    except KeyError:
-        raise ConfigError(
-            f"extractors.{name}.type: unknown extractor type '{type_name}'. "
-            f"Known types: {', '.join(sorted(EXTRACTOR_TYPES))}") from None
+    """The class of ``extractors.<name>.type`` (ConfigError naming the key if unknown)."""
+    return EXTRACTORS.get(type_name, name=name)
 
 
 def build_extractor(name: str, spec: dict[str, Any], *, checkpoint: str | Path | None = None,
@@ -45,17 +37,6 @@ def build_extractor(name: str, spec: dict[str, Any], *, checkpoint: str | Path |
     else:
         model = cls(name, spec)
     return model.to(device).eval()
-
-
-def _import_builtin() -> None:
-    # Importing the modules registers their classes. Heavy third-party imports (dlib,
-    # insightface, onnx2torch) happen inside the classes, so this stays cheap.
-    from . import dlib_resnet, resnet, sface, sface_insightface, small_cnn  # noqa: F401
-    from ..adaptive import robust  # noqa: F401  (type 'robust': the adaptive trainer's extractor)
-    from . import paper  # noqa: F401  (MagFace, ArcFace ONNX, CLIP, FaceNet, evoLVe)
-
-
-Factory = Callable[[str, dict[str, Any]], Extractor]
 
 
 def extractor_loader(extractors_cfg: dict[str, dict[str, Any]], checkpoints: dict[str, str] | None = None,

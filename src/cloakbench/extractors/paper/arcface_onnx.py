@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from ..registry import register_extractor
-from ._common import PaperExtractor, short_error
+from .common import PaperExtractor, short_error
 
 _PUBLISHED_AT = ("insightface's model packs (buffalo_l.zip holds w600k_r50.onnx, antelopev2.zip "
                  "holds glintr100.onnx), github.com/deepinsight/insightface/releases, listed "

@@ -33,7 +33,7 @@ import torch
 
 from ...errors import ConfigError, MissingWeightsError
 from ..registry import register_extractor
-from ._common import PaperExtractor, short_error
+from .common import PaperExtractor, short_error
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

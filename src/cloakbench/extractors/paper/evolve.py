@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from ..registry import register_extractor
-from ._common import PaperExtractor, load_state_dict_into
+from .common import PaperExtractor, load_state_dict_into
 
 IR_UNITS = {50: (3, 4, 14, 3), 100: (3, 13, 30, 3), 152: (3, 8, 36, 3)}
 RESNET_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from ..registry import register_extractor
-from ._common import PaperExtractor, load_state_dict_into
+from .common import PaperExtractor, load_state_dict_into
 
 
 class ConvUnit(nn.Module):

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from ..registry import register_extractor
-from ._common import PaperExtractor, load_state_dict_into
+from .common import PaperExtractor, load_state_dict_into
 
 IRESNET_LAYERS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 14, 3), 100: (3, 13, 30, 3)}
 _EPS = 2e-5

@@ -1,18 +1,15 @@
-"""Pieces shared by the reimplemented cloaks (Fawkes v0.3, Fawkes v1.0, LowKey).
+"""Optimisation pieces shared by the reimplemented cloaks (Fawkes v0.3, Fawkes v1.0, LowKey):
+the tanh parametrisation, the per-step history, Adadelta written out, the CUDA-graph step runner.
 
 Kept apart from the algorithms so each cloak module reads as its paper's algorithm.
 """
 
 from __future__ import annotations
 
-import inspect
 import warnings
-import zlib
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
-
-from .base import check
 
 # Fawkes maps pixels to tanh space with this constant so that 0 and 1 stay finite
 # (arctanh(+-1) would be infinite). Both Fawkes releases use it.
@@ -27,50 +24,6 @@ def to_tanh_space(x: torch.Tensor) -> torch.Tensor:
 def from_tanh_space(w: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`to_tanh_space`: always strictly inside (0, 1)."""
     return torch.tanh(w) / TANH_CONSTANT + 0.5
-
-
-def resolve_mode(cloak: str, modes: Mapping[str, Mapping[str, Any]], mode: str,
-                 given: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Fill the hyperparameters left as ``None`` from the named preset.
-
-    Returns the effective values and the names the caller overrode (recorded, so a
-    result says where it deviates from the original preset).
-    """
-    check(isinstance(mode, str) and mode in modes, cloak,
-          f"unknown mode {mode!r}; known modes: {', '.join(modes)}")
-    preset = modes[mode]
-    values: dict[str, Any] = {}
-    overridden: list[str] = []
-    for key, default in preset.items():
-        value = given.get(key)
-        if value is None:
-            values[key] = default
-        else:
-            values[key] = value
-            if value != default:
-                overridden.append(key)
-    return values, overridden
-
-
-def changed_from_defaults(cls: type, values: Mapping[str, Any],
-                          ignore: Sequence[str] = ("cuda_graph",)) -> list[str]:
-    """Names of constructor arguments whose value differs from the signature's default.
-
-    With :func:`resolve_mode`'s list this is the record's ``overridden``: everything in
-    which a run deviates from the original algorithm's settings.
-    """
-    params = inspect.signature(cls.__init__).parameters
-    return [k for k, v in values.items()
-            if k not in ignore and k in params and params[k].default is not inspect.Parameter.empty
-            and v != params[k].default]
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class History:
@@ -187,24 +140,3 @@ class StepRunner:
                 return
             self._graph = graph
         self._graph.replay()
-
-
-def picture_keys(x: torch.Tensor) -> list[int]:
-    """A stable 32-bit key per picture, from its 8-bit pixel values.
-
-    Random starts are drawn per picture from ``seed + key``, so a picture gets the same
-    cloak whatever batch or shard it lands in (same seed -> same output).
-    """
-    arr = x.detach().clamp(0, 1).mul(255).round().to(torch.uint8).cpu().numpy()
-    return [zlib.crc32(arr[i].tobytes()) for i in range(arr.shape[0])]
-
-
-def uniform_start(generator_for, x: torch.Tensor, half_width: float) -> torch.Tensor:
-    """Per-picture uniform noise in [-half_width, half_width], seeded by :func:`picture_keys`.
-
-    ``generator_for(offset)`` is the cloak's :meth:`Cloak.generator`. Drawn on the CPU
-    (reproducible across devices), then moved to ``x``'s device.
-    """
-    noise = torch.stack([torch.rand(x.shape[1:], generator=generator_for(key)) for key in
-                         picture_keys(x)])
-    return (noise * 2 - 1).mul_(half_width).to(x.device)

@@ -39,10 +39,9 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError, DataError
-from ..extractors.base import Extractor
 from ..images import to_tensor
 from ..io import read_rgb
-from .base import Cloak, check
+from .base import REQUIRED, Cloak, Param
 from .registry import register_cloak
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -180,39 +179,34 @@ def import_external(folder: str | Path, image_stems: Iterable[str], *, tool: str
 class ExternalCloak(Cloak):
     """Pictures cloaked by an official tool, read from a folder (no optimisation here).
 
-    Parameters:
-        folder: where the tool wrote its outputs (required).
-        tool: ``any`` (default), ``fawkes`` (``*_cloaked``) or ``lowkey`` (``*_attacked``).
-        resize: resize an imported picture whose size differs from the dataset crop
-            (antialiased bilinear) instead of failing (False). Fawkes writes whole photos
-            unless run with ``--no-align`` on the crops: resizing those would not align them.
-
-    Unlike the optimising cloaks, ``__call__`` needs the pictures' ids:
-    ``cloak(images, image_ids=[...])`` (``needs_image_ids`` is True). An id without a
-    file raises :class:`DataError`; :meth:`report` gives the unmatched table for a set of ids.
+    Parameters: see ``params`` (``folder`` is required). Unlike the optimising cloaks, it
+    needs the pictures' ids: ``cloak(images, image_ids=[...])`` (``needs_image_ids``). An id
+    without a file raises :class:`DataError`; :meth:`report` gives the unmatched table for a
+    set of ids.
     """
 
     type_name: ClassVar[str] = "external"
     needs_gradients: ClassVar[bool] = False
     needs_image_ids: ClassVar[bool] = True
+    params = (
+        Param("folder", str, REQUIRED, check=lambda v: v != "", accepted="a folder path",
+              deviation=False, doc="the folder holding the official tool's outputs"),
+        Param("tool", str, "any", choices=tuple(TOOL_MARKERS),
+              doc="any, fawkes (*_cloaked) or lowkey (*_attacked)"),
+        Param("resize", bool, False,
+              doc="resize an imported picture whose size differs from the dataset crop "
+                  "(antialiased bilinear) instead of failing; Fawkes writes whole photos "
+                  "unless run with --no-align on the crops, and resizing those would not "
+                  "align them"),
+    )
 
-    def __init__(self, extractors: Sequence[Extractor] = (), *, seed: int = 0,
-                 device: str | torch.device = "cpu", folder: str | None = None,
-                 tool: str = "any", resize: bool = False):
-        super().__init__(extractors, seed=seed, device=device)
-        name = self.type_name
-        check(folder is not None and str(folder) != "", name,
-              "params.folder is required: the folder holding the official tool's outputs")
-        check(tool in TOOL_MARKERS, name,
-              f"tool must be one of {sorted(TOOL_MARKERS)}, got {tool!r}")
-        check(isinstance(resize, bool), name, f"resize must be true or false, got {resize!r}")
-        self.folder = Path(str(folder)).expanduser()
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.folder = Path(str(self.folder)).expanduser()
         if not self.folder.is_dir():
-            raise ConfigError(f"cloak '{name}': params.folder {self.folder} does not exist or is "
-                              "not a folder")
-        self.tool = tool
-        self.resize = resize
-        self._files, self._skipped = scan_folder(self.folder, tool)
+            raise ConfigError(f"{self.params_key(kwargs.get('name'))}.folder: {self.folder} does "
+                              "not exist or is not a folder")
+        self._files, self._skipped = scan_folder(self.folder, self.tool)
 
     def match(self, image_ids: Iterable[str]) -> tuple[dict[str, Path], pd.DataFrame]:
         """Like :func:`import_external`, on the folder scanned at construction."""
@@ -223,14 +217,8 @@ class ExternalCloak(Cloak):
         """The unmatched table (both directions) for the pictures ``image_ids``."""
         return self.match(image_ids)[1]
 
-    def __call__(self, images: torch.Tensor,
-                 image_ids: Sequence[str] | None = None) -> torch.Tensor:
-        if image_ids is None:
-            raise TypeError("external cloak: call it as cloak(images, image_ids=[...]); it reads "
-                            "the pictures the official tool wrote for those ids")
-        ids = [str(i) for i in image_ids]
-        if len(ids) != images.shape[0]:
-            raise ValueError(f"external cloak: {images.shape[0]} pictures but {len(ids)} image ids")
+    def perturb(self, x: torch.Tensor, image_ids: Sequence[str]) -> torch.Tensor:
+        ids = list(image_ids)
         matches, _ = match_files(self._files, ids)
         missing = [i for i in ids if i not in matches]
         if missing:
@@ -243,7 +231,7 @@ class ExternalCloak(Cloak):
                 "<stem>_attacked.png (LowKey), in a sub-folder named after the identity when "
                 "stems repeat across identities. Run the tool on these pictures, or leave them "
                 "out of the protected subset.")
-        size = tuple(images.shape[-2:])
+        size = tuple(x.shape[-2:])
         out = []
         for image_id in ids:
             path = matches[image_id]
@@ -260,8 +248,7 @@ class ExternalCloak(Cloak):
                 pic = F.interpolate(pic, size=size, mode="bilinear", align_corners=False,
                                     antialias=True).clamp_(0, 1)
             out.append(pic)
-        return torch.cat(out).to(images.device, images.dtype)
+        return torch.cat(out)
 
-    def hyperparameters(self) -> dict[str, Any]:
-        return {"type": self.type_name, "folder": str(self.folder), "tool": self.tool,
-                "resize": self.resize, "files_found": len(self._files)}
+    def record_extras(self) -> dict[str, Any]:
+        return {"folder": str(self.folder), "files_found": len(self._files)}

@@ -1,6 +1,6 @@
 """Shared fixtures of the attack tests: a tiny differentiable extractor and smooth pictures.
 
-Not a test module (no ``test_`` prefix); imported by tests/test_attacks_*.py.
+Not a test module (no ``test_`` prefix); imported by tests/test_cloaks_*.py.
 """
 
 from __future__ import annotations

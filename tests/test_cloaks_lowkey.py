@@ -5,10 +5,11 @@ import warnings
 import pytest
 import torch
 
-from attacks_testlib import TinyNet, one_thread, smooth_images  # noqa: F401 (fixture)
-from cloakbench.attacks import build_cloak
-from cloakbench.attacks.lowkey import LowKey, LPIPSAlex
-from cloakbench.attacks.metrics import feature_shift, linf
+from cloaks_testlib import TinyNet, one_thread, smooth_images  # noqa: F401 (fixture)
+from cloakbench.cloaks import build_cloak
+from cloakbench.cloaks.lowkey import LowKey
+from cloakbench.cloaks.metrics import LPIPSAlex
+from cloakbench.cloaks.metrics import feature_shift, linf
 from cloakbench.errors import ConfigError, MissingWeightsError
 
 
@@ -54,12 +55,12 @@ def test_wrong_weights_file_is_rejected(ex, tmp_path):
 
 
 @pytest.mark.parametrize("params, message", [
-    ({"perceptual": "l2"}, "perceptual must be"),
-    ({"perceptual": "dssim", "blur_kernel": 4}, "blur_kernel"),
-    ({"perceptual": "dssim", "mode": "strong"}, "unknown mode"),
-    ({"perceptual": "dssim", "steps": 0}, "steps"),
-    ({"perceptual": "dssim", "step_size": -0.1}, "step_size"),
-    ({"perceptual": "dssim", "eps": 0}, "eps"),
+    ({"perceptual": "l2"}, r"params\.perceptual .*must be one of 'lpips', 'dssim', got 'l2'"),
+    ({"perceptual": "dssim", "blur_kernel": 4}, r"params\.blur_kernel .*0 \(no blur branch\) or an odd"),
+    ({"perceptual": "dssim", "mode": "strong"}, r"params\.mode .*one of 'default'"),
+    ({"perceptual": "dssim", "steps": 0}, r"params\.steps"),
+    ({"perceptual": "dssim", "step_size": -0.1}, r"params\.step_size .*> 0"),
+    ({"perceptual": "dssim", "eps": 0}, r"params\.eps .*null or a number > 0"),
 ])
 def test_invalid_hyperparameters_rejected(ex, params, message):
     with pytest.raises(ConfigError, match=message):

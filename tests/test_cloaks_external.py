@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from cloakbench.attacks import build_cloak
-from cloakbench.attacks.external import ExternalCloak, import_external, parse_name
+from cloakbench.cloaks import build_cloak
+from cloakbench.cloaks.external import ExternalCloak, import_external, parse_name
 from cloakbench.errors import ConfigError, DataError
 from cloakbench.images import to_tensor
 
@@ -103,12 +103,12 @@ def test_external_cloak_size_check_and_resize(tmp_path):
 
 
 def test_external_cloak_configuration_errors(tmp_path):
-    with pytest.raises(ConfigError, match="params.folder is required"):
+    with pytest.raises(ConfigError, match=r"cloaks\.e\.params\.folder .*: required"):
         build_cloak("e", {"type": "external"}, [], seed=0)
     with pytest.raises(ConfigError, match="does not exist"):
         build_cloak("e", {"type": "external", "params": {"folder": str(tmp_path / "no")}}, [],
                     seed=0)
-    with pytest.raises(ConfigError, match="tool must be"):
+    with pytest.raises(ConfigError, match=r"params\.tool .*must be one of 'fawkes', 'lowkey', 'any'"):
         ExternalCloak(folder=str(tmp_path), tool="photoshop")
     with pytest.raises(DataError, match="does not exist"):
         import_external(tmp_path / "missing", ["a"])

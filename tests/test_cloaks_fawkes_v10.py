@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from attacks_testlib import TinyNet, one_thread, smooth_images  # noqa: F401 (fixture)
-from cloakbench.attacks import build_cloak
-from cloakbench.attacks.fawkes_v10 import FawkesV10
-from cloakbench.attacks.metrics import dssim, feature_shift, linf
+from cloaks_testlib import TinyNet, one_thread, smooth_images  # noqa: F401 (fixture)
+from cloakbench.cloaks import build_cloak
+from cloakbench.cloaks.fawkes_v10 import FawkesV10
+from cloakbench.cloaks.metrics import dssim, feature_shift, linf
 from cloakbench.errors import ConfigError
 
 
@@ -27,18 +27,21 @@ def test_presets_and_model_count(ex):
     assert (two.rho, two.steps, two.lr, two.n_models) == (0.017, 150, 15.0, 2)
     with pytest.raises(ConfigError, match=r"uses 2 model\(s\) but the ensemble has 1.*n_models: 1"):
         FawkesV10([ex], mode="high")
+    with pytest.raises(ConfigError, match=r"cloaks\.f\.params\.n_models: 1"):  # no model needed
+        FawkesV10.validate_params({"mode": "high"}, where="cloaks.f.params", ensemble=["a"])
+    assert FawkesV10.validate_params({"mode": "high"}, where="w", ensemble=["a", "b"])["n_models"] == 2
     one = FawkesV10([ex], mode="high", n_models=1)
     assert one.hyperparameters()["overridden"] == ["n_models"]
     assert one.hyperparameters()["max_change"] == pytest.approx(15 / 255)
 
 
 @pytest.mark.parametrize("params, message", [
-    ({"mode": "min"}, "unknown mode 'min'"),
-    ({"mode": "low", "rho": 0}, "rho must be in"),
-    ({"mode": "low", "steps": -1}, "steps must be an integer"),
-    ({"mode": "low", "max_change": 0}, "max_change"),
-    ({"mode": "low", "penalty": -1}, "penalty"),
-    ({"mode": "low", "save_last_on_failed": 1}, "save_last_on_failed"),
+    ({"mode": "min"}, r"params\.mode .*must be one of 'low', 'mid', 'high', got 'min'"),
+    ({"mode": "low", "rho": 0}, r"params\.rho .*must be a number in \(0, 1\), got 0"),
+    ({"mode": "low", "steps": -1}, r"params\.steps .*must be an integer >= 1"),
+    ({"mode": "low", "max_change": 0}, r"params\.max_change .*in \(0, 1\]"),
+    ({"mode": "low", "penalty": -1}, r"params\.penalty .*>= 0"),
+    ({"mode": "low", "save_last_on_failed": 1}, r"params\.save_last_on_failed .*true or false"),
 ])
 def test_invalid_hyperparameters_rejected(ex, params, message):
     with pytest.raises(ConfigError, match=message):
@@ -89,7 +92,7 @@ def test_same_seed_same_output_other_seed_differs(ex, images):
 def test_start_keyword_replaces_the_seeded_start(ex, images):
     """``start=`` is the initial tanh-space modifier: the same start gives the same cloak
     whatever the seed; the default is still the seeded draw (passing that draw reproduces it)."""
-    from cloakbench.attacks._common import uniform_start
+    from cloakbench.cloaks.base import uniform_start
 
     x = images[:2]
     start = 1e-4 * (2 * torch.rand(x.shape, generator=torch.Generator().manual_seed(7)) - 1)
@@ -103,7 +106,7 @@ def test_start_keyword_replaces_the_seeded_start(ex, images):
                        default)
     assert torch.equal(start, 1e-4 * (2 * torch.rand(x.shape, generator=torch.Generator()
                                                      .manual_seed(7)) - 1))  # not modified
-    with pytest.raises(ValueError, match=r"start must be a tensor shaped like the batch"):
+    with pytest.raises(ValueError, match=r"start has shape"):
         seeded(x, start=start[:1])
     with pytest.raises(ValueError, match="non-finite"):
         seeded(x, start=torch.full_like(x, float("nan")))

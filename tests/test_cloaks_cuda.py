@@ -1,6 +1,6 @@
 """CUDA-graph execution of the cloak steps (skipped without a GPU).
 
-On CUDA each optimisation step is captured once and replayed (``_common.StepRunner``).
+On CUDA each optimisation step is captured once and replayed (``cloaks.optim.StepRunner``).
 These checks run only where a GPU is present; on the project's GPU machine they passed
 alongside benchmarks/bench_cloaks.py.
 """
@@ -8,12 +8,12 @@ alongside benchmarks/bench_cloaks.py.
 import pytest
 import torch
 
-from attacks_testlib import TinyNet, smooth_images
-from cloakbench.attacks.context import build_target_context
-from cloakbench.attacks.fawkes_v03 import FawkesV03
-from cloakbench.attacks.fawkes_v10 import FawkesV10
-from cloakbench.attacks.lowkey import LowKey
-from cloakbench.attacks.metrics import linf
+from cloaks_testlib import TinyNet, smooth_images
+from cloakbench.cloaks.context import build_target_context
+from cloakbench.cloaks.fawkes_v03 import FawkesV03
+from cloakbench.cloaks.fawkes_v10 import FawkesV10
+from cloakbench.cloaks.lowkey import LowKey
+from cloakbench.cloaks.metrics import linf
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -56,16 +56,14 @@ Where this differs from v0.3, and why:
 from __future__ import annotations
 
 import zlib
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar, Mapping
 
 import torch
 import torch.nn.functional as F
 
-from ..extractors.base import Extractor
-from ._common import (History, StepRunner, adadelta_update, from_tanh_space, is_int, is_number,
-                      changed_from_defaults, resolve_mode, to_tanh_space)
-from .base import Cloak, check
+from .base import CUDA_GRAPH, FROM_MODE, Cloak, Param
 from .metrics import dssim
+from .optim import adadelta_update, from_tanh_space, to_tanh_space
 from .registry import register_cloak
 
 MODES: dict[str, dict[str, Any]] = {
@@ -84,100 +82,48 @@ INIT_MODIFIER = 1e-6
 class FawkesV03(Cloak):
     """Fawkes v0.3: targeted feature-space cloak with a DSSIM budget (see module docstring).
 
-    Parameters (``None`` = take it from ``mode``):
-        mode: preset name, ``min | low | mid | high | ultra`` (default ``high``).
-        rho: DSSIM budget. steps: optimisation steps. lr: Adadelta learning rate.
-        penalty: weight of the squared DSSIM excess (1e6).
-        n_farthest: the target is drawn among this many farthest candidates (20).
-        overshoot: factor of the centroid shift in the target point (2.0).
-        source_center: ``user`` (centroid of the user's pictures) or ``image`` (f(x)).
-        lr_decay: learning-rate factor applied every ``steps // 3`` steps (0.8).
-        resolution: optimise at this square size (e.g. 224 as v0.3), ``None`` = crop size.
-        adadelta_rho, adadelta_eps: TensorFlow 1's Adadelta defaults (0.95, 1e-8); torch's
-            own defaults (0.9, 1e-6) would change the step sizes.
-        keep_best: return the step with the smallest feature term (True, as v0.3) or the last.
-        candidate_role, candidate_pictures: with the perturb stage's context, the target is
-            drawn among the identities of this role (``public``), embedded from at most
-            this many training pictures each (10, as many as v0.3 fetched of its target).
-        cuda_graph: on CUDA, replay each step as a captured CUDA graph (True; an execution
-            setting, the numbers are the same; see ``_common.StepRunner``).
-
-    Needs ``prepare(context)`` once per protected user before ``__call__``; see
-    :meth:`prepare` and :func:`cloakbench.attacks.context.build_target_context`.
+    Parameters: see ``params`` (``rho``, ``steps``, ``lr`` left out or ``null`` come from
+    ``mode``). Needs ``prepare(context)`` once per protected user before cloaking; see
+    :meth:`prepare` and :func:`cloakbench.cloaks.context.build_target_context`.
     After a call, ``history`` holds per-step batch means of ``loss``, ``feature``
     and ``dssim`` (entry i = the picture after i updates).
     """
 
     type_name: ClassVar[str] = "fawkes_v03"
-    needs_context: ClassVar[bool] = True
+    needs_reference: ClassVar[bool] = True
+    modes = MODES
+    params = (
+        Param("mode", str, "high", choices=tuple(MODES), deviation=False,
+              doc="preset of rho, steps and lr"),
+        Param("rho", float, FROM_MODE, gt=0, lt=1, doc="DSSIM budget"),
+        Param("steps", int, FROM_MODE, ge=1, doc="optimisation steps"),
+        Param("lr", float, FROM_MODE, gt=0, doc="Adadelta learning rate"),
+        Param("penalty", float, 1e6, ge=0, doc="weight of the squared DSSIM excess"),
+        Param("n_farthest", int, 20, ge=1,
+              doc="the target is drawn among this many farthest candidates"),
+        Param("overshoot", float, 2.0, gt=0, doc="factor of the centroid shift in the target point"),
+        Param("source_center", str, "user", choices=("user", "image"),
+              doc="mean f(x) of the target point: the user's centroid, or f(x) itself"),
+        Param("lr_decay", float, 0.8, gt=0, le=1,
+              doc="learning-rate factor applied every steps // 3 steps"),
+        Param("resolution", int, None, ge=32, nullable=True,
+              doc="optimise at this square size (224 as v0.3); null = the crop's size"),
+        Param("adadelta_rho", float, 0.95, ge=0, lt=1,
+              doc="TensorFlow 1's Adadelta rho (torch's 0.9 would change the step sizes)"),
+        Param("adadelta_eps", float, 1e-8, gt=0, doc="TensorFlow 1's Adadelta epsilon"),
+        Param("keep_best", bool, True,
+              doc="return the step with the smallest feature term (as v0.3), else the last"),
+        Param("candidate_role", str, "public", check=lambda v: v != "",
+              accepted="a role name (public, other)",
+              doc="with the perturb stage's context, the target is drawn among this role"),
+        Param("candidate_pictures", int, 10, ge=1,
+              doc="training pictures embedded per candidate (v0.3 fetched 10 of its target)"),
+        CUDA_GRAPH,
+    )
 
-    def __init__(self, extractors: Sequence[Extractor], *, seed: int = 0,
-                 device: str | torch.device = "cpu", mode: str = "high",
-                 rho: float | None = None, steps: int | None = None, lr: float | None = None,
-                 penalty: float = 1e6, n_farthest: int = 20, overshoot: float = 2.0,
-                 source_center: str = "user", lr_decay: float = 0.8,
-                 resolution: int | None = None, adadelta_rho: float = 0.95,
-                 adadelta_eps: float = 1e-8, keep_best: bool = True,
-                 candidate_role: str = "public", candidate_pictures: int = 10,
-                 cuda_graph: bool = True):
-        super().__init__(extractors, seed=seed, device=device)
-        name = self.type_name
-        values, self.overridden = resolve_mode(name, MODES, mode, {"rho": rho, "steps": steps,
-                                                                    "lr": lr})
-        self.mode = mode
-        self.rho = values["rho"]
-        self.steps = values["steps"]
-        self.lr = values["lr"]
-        check(is_number(self.rho) and 0 < self.rho < 1, name,
-              f"rho must be in (0, 1), got {self.rho!r}")
-        check(is_int(self.steps) and self.steps >= 1, name,
-              f"steps must be an integer >= 1, got {self.steps!r}")
-        check(is_number(self.lr) and self.lr > 0, name, f"lr must be > 0, got {self.lr!r}")
-        check(is_number(penalty) and penalty >= 0, name, f"penalty must be >= 0, got {penalty!r}")
-        check(is_int(n_farthest) and n_farthest >= 1, name,
-              f"n_farthest must be an integer >= 1, got {n_farthest!r}")
-        check(is_number(overshoot) and overshoot > 0, name,
-              f"overshoot must be > 0, got {overshoot!r}")
-        check(source_center in ("user", "image"), name,
-              f"source_center must be 'user' or 'image', got {source_center!r}")
-        check(is_number(lr_decay) and 0 < lr_decay <= 1, name,
-              f"lr_decay must be in (0, 1], got {lr_decay!r}")
-        check(resolution is None or (is_int(resolution) and resolution >= 32), name,
-              f"resolution must be null or an integer >= 32, got {resolution!r}")
-        check(is_number(adadelta_rho) and 0 <= adadelta_rho < 1, name,
-              f"adadelta_rho must be in [0, 1), got {adadelta_rho!r}")
-        check(is_number(adadelta_eps) and adadelta_eps > 0, name,
-              f"adadelta_eps must be > 0, got {adadelta_eps!r}")
-        check(isinstance(keep_best, bool), name,
-              f"keep_best must be true or false, got {keep_best!r}")
-        check(isinstance(candidate_role, str) and candidate_role != "", name,
-              f"candidate_role must be a role name (public, other), got {candidate_role!r}")
-        check(is_int(candidate_pictures) and candidate_pictures >= 1, name,
-              f"candidate_pictures must be an integer >= 1, got {candidate_pictures!r}")
-        check(isinstance(cuda_graph, bool), name,
-              f"cuda_graph must be true or false, got {cuda_graph!r}")
-        self.overridden += changed_from_defaults(type(self), {
-            "penalty": penalty, "n_farthest": n_farthest, "overshoot": overshoot,
-            "source_center": source_center, "lr_decay": lr_decay, "resolution": resolution,
-            "adadelta_rho": adadelta_rho, "adadelta_eps": adadelta_eps, "keep_best": keep_best,
-            "candidate_role": candidate_role, "candidate_pictures": candidate_pictures})
-        self.penalty = float(penalty)
-        self.n_farthest = n_farthest
-        self.overshoot = float(overshoot)
-        self.source_center = source_center
-        self.lr_decay = float(lr_decay)
-        self.resolution = resolution
-        self.adadelta_rho = float(adadelta_rho)
-        self.adadelta_eps = float(adadelta_eps)
-        self.keep_best = keep_best
-        self.candidate_role = candidate_role
-        self.candidate_pictures = candidate_pictures
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
         self._candidate_cache: dict[Any, Any] = {}
-        self.cuda_graph = cuda_graph
-        self.execution = "eager"
-        for ex in self.extractors:
-            ex.to(self.device)
-        self.history = History()
         # Set by prepare():
         self.user: str | None = None
         self.target_identity: str | None = None
@@ -204,7 +150,7 @@ class FawkesV03(Cloak):
         the perturb stage's tables (``identity``, ``user_paths``, ``manifest``, ``roles``,
         ``dataset_dir``: candidates are the ``candidate_role`` identities, at most
         ``candidate_pictures`` training pictures each): they are embedded with the
-        ensemble. See :mod:`cloakbench.attacks.context`.
+        ensemble. See :mod:`cloakbench.cloaks.context`.
         """
         from .context import build_target_context, context_from_dataset
 
@@ -227,7 +173,7 @@ class FawkesV03(Cloak):
                     "fawkes_v03.prepare: context needs 'user_features' and 'candidate_features', "
                     "or 'user_images' and 'candidate_images', or the perturb stage's 'identity', "
                     "'user_paths', 'manifest', 'roles' and 'dataset_dir'; see "
-                    "cloakbench.attacks.context")
+                    "cloakbench.cloaks.context")
         user_feats: Mapping[str, torch.Tensor] = ctx["user_features"]
         candidates: Mapping[str, Mapping[str, torch.Tensor]] = ctx.get("candidate_features") or {}
         user = ctx.get("user")
@@ -271,12 +217,10 @@ class FawkesV03(Cloak):
                                for n in names}
 
     # ------------------------------------------------------------------ attack
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+    def perturb(self, x: torch.Tensor) -> torch.Tensor:
         if self.target_identity is None:
             raise RuntimeError("fawkes_v03: call prepare(context) for the protected user before "
                                "cloaking (the target identity is chosen there)")
-        out_device = images.device
-        x = images.detach().to(self.device, torch.float32)
         size = tuple(x.shape[-2:])
         if self.resolution is not None and size != (self.resolution, self.resolution):
             x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear",
@@ -298,7 +242,7 @@ class FawkesV03(Cloak):
         lr = torch.tensor(self.lr, device=self.device)  # a tensor: the graph sees its decays
         best = x.clone()
         best_feat = torch.full((b,), float("inf"), device=self.device)
-        hist = self.history = History(self.steps + 1, ("loss", "feature", "dssim"), self.device)
+        hist = self.new_history(self.steps + 1, "loss", "feature", "dssim")
 
         def evaluate(track: bool) -> tuple[torch.Tensor, torch.Tensor]:
             adv = from_tanh_space(w0 + modifier)
@@ -326,12 +270,11 @@ class FawkesV03(Cloak):
         # == 0 (0-based); with fewer than 3 steps it would divide by zero: no decay here.
         decay_every = self.steps // 3
         step(False)  # the starting picture is never a candidate
-        runner = StepRunner(lambda: step(True), self.device, self.cuda_graph)
+        runner = self.step_runner(lambda: step(True))
         for i in range(1, self.steps):
             if decay_every and (i - 1) != 0 and (i - 1) % decay_every == 0:
                 lr.mul_(self.lr_decay)
             runner()
-        self.execution = runner.mode
         with torch.no_grad():
             _, adv = evaluate(True)  # the picture after the last update
         hist.advance()
@@ -340,23 +283,8 @@ class FawkesV03(Cloak):
         if tuple(result.shape[-2:]) != size:
             result = F.interpolate(result, size=size, mode="bilinear", align_corners=False,
                                    antialias=True)
-        return result.clamp_(0.0, 1.0).to(out_device)
+        return result  # the template clamps to [0, 1]
 
-    @property
-    def loss_history(self) -> list[float]:
-        """Per-step batch mean of the loss minimised (DSSIM penalty + distance to targets)."""
-        return self.history["loss"] if "loss" in self.history else []
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {
-            "type": self.type_name, "mode": self.mode, "rho": self.rho, "steps": self.steps,
-            "lr": self.lr, "penalty": self.penalty, "n_farthest": self.n_farthest,
-            "overshoot": self.overshoot, "source_center": self.source_center,
-            "lr_decay": self.lr_decay, "resolution": self.resolution,
-            "candidate_role": self.candidate_role, "candidate_pictures": self.candidate_pictures,
-            "optimizer": "adadelta", "adadelta_rho": self.adadelta_rho,
-            "adadelta_eps": self.adadelta_eps, "keep_best": self.keep_best,
-            "cuda_graph": self.cuda_graph, "execution": self.execution,
-            "budget": "dssim (soft penalty)", "ensemble": [ex.name for ex in self.extractors],
-            "overridden": list(self.overridden), "seed": self.seed,
-        }
+    def record_extras(self) -> dict[str, Any]:
+        return {"optimizer": "adadelta", "execution": self.execution,
+                "budget": "dssim (soft penalty)"}

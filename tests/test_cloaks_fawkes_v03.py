@@ -4,11 +4,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attacks_testlib import TinyNet, one_thread, smooth_images  # noqa: F401 (fixture)
-from cloakbench.attacks import build_cloak
-from cloakbench.attacks.context import build_target_context
-from cloakbench.attacks.fawkes_v03 import FawkesV03
-from cloakbench.attacks.metrics import dssim
+from cloaks_testlib import TinyNet, one_thread, smooth_images  # noqa: F401 (fixture)
+from cloakbench.cloaks import build_cloak
+from cloakbench.cloaks.context import build_target_context
+from cloakbench.cloaks.fawkes_v03 import FawkesV03
+from cloakbench.cloaks.metrics import dssim
 from cloakbench.errors import ConfigError
 
 
@@ -35,26 +35,33 @@ def test_presets_and_overrides():
 
 
 @pytest.mark.parametrize("params, message", [
-    ({"mode": "extreme"}, "unknown mode 'extreme'"),
-    ({"rho": -0.1}, "rho must be in"),
-    ({"steps": 0}, "steps must be an integer"),
-    ({"steps": 2.5}, "steps must be an integer"),
-    ({"lr": 0}, "lr must be > 0"),
-    ({"source_center": "median"}, "source_center"),
-    ({"resolution": 8}, "resolution"),
-    ({"n_farthest": 0}, "n_farthest"),
-    ({"keep_best": "yes"}, "keep_best"),
-    ({"adadelta_rho": 1.0}, "adadelta_rho"),
+    ({"mode": "extreme"}, r"params\.mode .*must be one of 'min', 'low', .*got 'extreme'"),
+    ({"rho": -0.1}, r"params\.rho .*must be a number in \(0, 1\), got -0\.1"),
+    ({"steps": 0}, r"params\.steps .*must be an integer >= 1, got 0"),
+    ({"steps": 2.5}, r"params\.steps .*must be an integer >= 1, got 2\.5"),
+    ({"steps": "ten"}, r"params\.steps .*must be an integer >= 1, got 'ten'"),
+    ({"lr": 0}, r"params\.lr .*must be a number > 0"),
+    ({"source_center": "median"}, r"params\.source_center .*one of 'user', 'image'"),
+    ({"resolution": 8}, r"params\.resolution .*null or an integer >= 32"),
+    ({"n_farthest": 0}, r"params\.n_farthest"),
+    ({"keep_best": "yes"}, r"params\.keep_best .*true or false, got 'yes'"),
+    ({"adadelta_rho": 1.0}, r"params\.adadelta_rho .*in \[0, 1\)"),
 ])
 def test_invalid_hyperparameters_rejected(params, message):
     with pytest.raises(ConfigError, match=message) as err:
         build_cloak("f3", {"type": "fawkes_v03", "params": params}, [TinyNet()], seed=0)
-    assert "fawkes_v03" in str(err.value)
+    assert "cloaks.f3.params." in str(err.value) and "fawkes_v03" in str(err.value)
+    # the same check without any extractor or weights (the config check before any job)
+    with pytest.raises(ConfigError, match=message):
+        FawkesV03.validate_params(params, where="cloaks.f3.params")
 
 
 def test_unknown_parameter_names_the_key():
-    with pytest.raises(ConfigError, match="cloaks.f3.params"):
+    with pytest.raises(ConfigError, match=r"cloaks\.f3\.params .*unknown key\(s\) 'rhoo'; "
+                                          r"known keys: mode, rho, steps, lr, penalty"):
         build_cloak("f3", {"type": "fawkes_v03", "params": {"rhoo": 0.1}}, [TinyNet()], seed=0)
+    with pytest.raises(ConfigError, match="unknown key.*'seed'"):  # not a parameter
+        build_cloak("f3", {"type": "fawkes_v03", "params": {"seed": 1}}, [TinyNet()], seed=0)
 
 
 def test_call_before_prepare_is_an_error(setup):

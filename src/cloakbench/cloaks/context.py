@@ -30,6 +30,7 @@ import torch
 
 from ..errors import DataError
 from ..extractors.base import Extractor
+from ..extractors.embedding import embed_batches
 from ..images import load_batch
 
 
@@ -47,17 +48,11 @@ def _as_batch(images: torch.Tensor | Sequence[torch.Tensor], what: str) -> torch
     return batch
 
 
-@torch.no_grad()
 def embed(extractors: Sequence[Extractor], images: torch.Tensor, *, batch_size: int = 64,
           device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """Raw embeddings ``{extractor name: N x D}`` (on CPU) of pictures in [0, 1]."""
-    device = torch.device(device)
-    out: dict[str, list[torch.Tensor]] = {ex.name: [] for ex in extractors}
-    for start in range(0, images.shape[0], batch_size):
-        chunk = images[start:start + batch_size].to(device, torch.float32)
-        for ex in extractors:
-            out[ex.name].append(ex(chunk).float().cpu())
-    return {name: torch.cat(parts) for name, parts in out.items()}
+    return {ex.name: embed_batches(ex, images, batch_size=batch_size, device=device)
+            for ex in extractors}
 
 
 def build_target_context(extractors: Sequence[Extractor],
