@@ -9,7 +9,7 @@ import pytest
 from adaptive_testlib import TinyTrainable, make_dataset, single_thread  # noqa: F401 (fixture)
 from cloakbench.adaptive import finetune
 
-FAST = {"epochs": 6, "batch_size": 8, "optimizer": "adam", "lr": 3e-3}
+FAST = {"epochs": 6, "batch_size": 8, "steps_per_epoch": None, "optimizer": "adam", "lr": 3e-3}
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

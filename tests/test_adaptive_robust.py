@@ -14,7 +14,7 @@ from cloakbench.adaptive import robust
 from cloakbench.errors import ConfigError, DataError
 from cloakbench.extractors.registry import build_extractor
 
-FAST = {"epochs": 2, "batch_size": 8, "optimizer": "adam", "lr": 1e-3}
+FAST = {"epochs": 2, "batch_size": 8, "steps_per_epoch": None, "optimizer": "adam", "lr": 1e-3}
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -290,7 +290,9 @@ def _train_cnn(name, s, images, y, *, seed, device) -> Detector:
 def _finetune_settings(name: str, s: dict[str, Any]) -> dict[str, Any]:
     """The end-to-end training settings of a ``finetune`` detector (validated like any training)."""
     given = {k: s[k] for k in ("epochs", "batch_size", "steps_per_epoch", "optimizer", "lr", "flip")}
-    return _train.train_settings({**given, "head": "softmax", "balanced": True},
+    # Not FaceCure's identity recipe: this detector keeps flips at rate 0.5 and the fan-in head.
+    return _train.train_settings({**given, "head": "softmax", "balanced": True, "flip_prob": 0.5,
+                                  "head_init": "fan_in_uniform"},
                                  f"adaptive.detection.detectors.{name}")
 
 
