@@ -214,7 +214,7 @@ def v03(side_python, workdir, faces) -> dict:
             # The original's target point is the target picture's features: with overshoot 1 and
             # source_center "image", fawkes_v03's f(x) + overshoot * (centroid - f(x)) is that.
             cloak = FawkesV03(twins, mode=case["mode"], overshoot=1.0, source_center="image",
-                              lr_decay=1.0, seed=0)
+                              resolution=None, lr_decay=1.0, seed=0)
             with torch.no_grad():
                 cloak.prepare({
                     "user": "me",
