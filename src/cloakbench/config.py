@@ -118,6 +118,7 @@ def check_declared_params(cfg: dict[str, Any]) -> None:
     from .extractors.registry import extractor_class
     from .extractors.trained import TrainedExtractor
     from .extractors.training import train_settings
+    from .params import resolve
 
     for name, spec in cfg.get("cloaks", {}).items():
         values = cloak_class(spec["type"], name=name).validate_params(
@@ -131,6 +132,9 @@ def check_declared_params(cfg: dict[str, Any]) -> None:
                 "or set candidate_role: public (a recorded deviation)")
     for name, spec in cfg["extractors"].items():
         cls = extractor_class(spec["type"], name=name)
+        if cls.params or spec.get("params") is not None:
+            resolve(cls.params, None, spec.get("params"), where=f"extractors.{name}.params",
+                    owner=f"extractor type '{cls.type_name}'")
         if issubclass(cls, TrainedExtractor):
             train_settings(name, spec, cls)
 

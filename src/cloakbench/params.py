@@ -41,8 +41,9 @@ REQUIRED: Any = _Marker("REQUIRED")
 #: Default of a parameter whose value comes from the mode preset (when left out or null).
 FROM_MODE: Any = _Marker("FROM_MODE")
 
-_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-_TYPE_NAMES = {int: "integer", float: "number", bool: "boolean", str: "string"}
+_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+               list: "a list"}
+_TYPE_NAMES = {int: "integer", float: "number", bool: "boolean", str: "string", list: "list"}
 
 
 def _fmt(x: float) -> str:
@@ -76,7 +77,7 @@ class Param:
 
     def __post_init__(self) -> None:
         if self.type not in _TYPE_WORDS:
-            raise TypeError(f"Param {self.name}: type must be one of int, float, bool, str")
+            raise TypeError(f"Param {self.name}: type must be one of int, float, bool, str, list")
 
     # -- words ---------------------------------------------------------------------
     def accepted_text(self) -> str:
@@ -110,6 +111,8 @@ class Param:
             ok = isinstance(value, int) and not isinstance(value, bool)
         elif t is float:
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        elif t is list:
+            ok = isinstance(value, (list, tuple))
         else:
             ok = isinstance(value, str)
         if not ok:
