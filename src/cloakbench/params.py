@@ -16,8 +16,9 @@ and :func:`resolve` turns the config's ``params`` mapping into checked values: u
 are rejected (listing the known ones), each value must have the declared type and range
 (``"ten"`` for an integer is ``must be an integer >= 1, got 'ten'``, naming the config key),
 ``FROM_MODE`` parameters left out or ``null`` take the mode's preset, and the names whose
-value differs from the original's (preset or default) are returned as ``overridden``, the
-record's list of deviations.
+value differs from the declared reference (the preset or the default, which each plugin
+declares as the original's value and documents where it is not) are returned as
+``overridden``, the record's list of deviations.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class Param:
     ``gt``/``ge``/``lt``/``le``: numeric bounds; ``choices``: the accepted values;
     ``nullable``: ``null`` is accepted (and kept); ``check`` with ``accepted``: a further
     condition and the words that describe what passes it; ``deviation``: a value other
-    than the original's is listed in ``overridden`` (False for execution settings and
+    than the declared default (the original's) is listed in ``overridden`` (False for execution settings and
     file paths, which do not change the algorithm).
     """
 
