@@ -64,6 +64,9 @@ class Extractor(nn.Module):
     differentiable: ClassVar[bool] = True
     # True for models whose weights are produced by the `train_extractor` rule.
     trained_in_pipeline: ClassVar[bool] = False
+    #: Declared parameters of ``extractors.<name>.params`` (:mod:`cloakbench.params`); the
+    #: config check resolves them before any job. None by default (then ``params`` is refused).
+    params: ClassVar[tuple] = ()
 
     def __init__(self, name: str, spec: dict[str, Any] | None = None):
         super().__init__()
