@@ -124,6 +124,8 @@ def detector_settings(name: str, spec: dict[str, Any]) -> dict[str, Any]:
                               f"is '{s['inputs']}' (a configured extractor name)")
         if s["model"] not in ("logistic", "mlp"):
             raise ConfigError(f"adaptive.detection.detectors.{name}.model: logistic | mlp, got {s['model']!r}")
+        if not (isinstance(s["C"], (int, float)) and not isinstance(s["C"], bool) and s["C"] > 0):
+            raise ConfigError(f"adaptive.detection.detectors.{name}.C: a positive number, got {s['C']!r}")
     return {"type": kind, **s}
 
 
