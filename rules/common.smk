@@ -1,5 +1,6 @@
 # The plan (the validated, resolved, read-only configuration) and the helpers every rule file
 # uses. Every name a rules/*.smk file uses is defined here or in that file.
+import os
 import sys
 from pathlib import Path
 
@@ -7,6 +8,7 @@ from snakemake.exceptions import WorkflowError
 
 from cloakbench.errors import CloakbenchError
 from cloakbench.plan import build_plan
+from cloakbench.provenance import CONFIG_HASH_ENV, plan_hash
 
 DATASET_DIR = "results/dataset"
 MANIFEST = f"{DATASET_DIR}/manifest.parquet"
@@ -24,6 +26,8 @@ try:
                       device_check=_DEVICE_CHECK, manifest=MANIFEST)
 except CloakbenchError as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
+# every record a job writes carries the plan's hash (cloakbench.provenance)
+os.environ[CONFIG_HASH_ENV] = plan_hash(PLAN.tree)
 for _note in PLAN.notes:
     print(f"NOTE: {_note}", file=sys.stderr)
 
