@@ -4,7 +4,12 @@
 so a bad configuration fails before any job starts, with a message naming the key:
 
 * the JSON schema (defaults filled in) and the semantic checks of :mod:`cloakbench.config`
-  (registered types, ensembles, release dates);
+  (registered types, cloak entry keys, ensembles, release dates, each cloak's ``params``
+  against its class's declaration, in-pipeline extractors' ``train`` settings);
+* ``device`` against this machine (:func:`check_device`: ``cuda`` without a GPU is an error,
+  ``auto`` without one falls back to cpu with a note), unless the jobs run elsewhere;
+* ``users.protected`` against the dataset's identities when the manifest already exists
+  (:func:`check_protected_users`; otherwise select_users checks them);
 * the ``adaptive:`` section and the ``type: robust`` extractors
   (:func:`cloakbench.adaptive.settings.check_adaptive_config`); each robust extractor's spec
   gets its base's spec as ``base_spec``, so the jobs that only see one extractor's spec can
