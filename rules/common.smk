@@ -17,7 +17,9 @@ ROLES = f"{DATASET_DIR}/roles.parquet"
 # `device` is checked against this machine, except where the jobs run on other machines: a run
 # that submits them to a cluster executor (`jobs:` in profiles/slurm makes Snakemake's `nodes`
 # setting; a local run turns --jobs into --cores) checks it in each job (itself a Snakemake
-# process on the node, in remote mode) and in each model-loading script.
+# process on the node, in remote mode) and in each model-loading script. (The executor is not
+# known yet when the Snakefile is read; a local DRY run given --jobs and no --cores is taken
+# for a cluster run.)
 _DEVICE_CHECK = workflow.remote_exec or workflow.resource_settings.nodes is None
 
 # Validated once, before any job; Snakemake's `config` is left as given and no rule reads it.
