@@ -141,7 +141,8 @@ def check_protected_users(cfg: Mapping[str, Any], manifest: str | Path | None) -
 
     from .data.roles import check_protected_names
     identities = pd.read_parquet(manifest, columns=["identity"])["identity"].unique()
-    check_protected_names(protected, identities, source=f"the dataset ({manifest})")
+    check_protected_names(protected, identities,
+                          source=f"the dataset ({manifest}; if the dataset changed since, delete it to remake it)")
 
 
 def build_plan(config: Mapping[str, Any], schema: dict[str, Any] | str | Path, *, base_dir: str | Path = ".",
