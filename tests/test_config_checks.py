@@ -47,6 +47,11 @@ CASES = {
                        "adaptive.finetune.train.lr", "a positive number"),
     "detector_key": (lambda c: c["adaptive"]["detection"]["detectors"]["stats"].update(C="big") or c,
                      "adaptive.detection.detectors.stats", "C"),
+    "cnn_detector_flip": (lambda c: c["adaptive"]["detection"]["detectors"].update(cd={"type": "cnn", "flip": "yes"})
+                          or c, "adaptive.detection.detectors.cd.flip", "true or false"),
+    "robust_train": (lambda c: c["extractors"].update(rb={"type": "robust", "base": "cnn_2018", "cloaks": ["pgd"],
+                                                          "train": {"epoch": 2}}) or c,
+                     "extractors.rb.train", "unknown keys ['epoch']"),
 }
 
 

@@ -110,6 +110,8 @@ def detector_settings(name: str, spec: dict[str, Any]) -> dict[str, Any]:
                 raise ConfigError(f"adaptive.detection.detectors.{name}.{k}: a positive integer, got {s[k]!r}")
         if not (isinstance(s["lr"], (int, float)) and s["lr"] > 0):
             raise ConfigError(f"adaptive.detection.detectors.{name}.lr: a positive number, got {s['lr']!r}")
+        if not isinstance(s["flip"], bool):
+            raise ConfigError(f"adaptive.detection.detectors.{name}.flip: true or false, got {s['flip']!r}")
     elif kind == "finetune":
         if not (isinstance(s["extractor"], str) and s["extractor"]):
             raise ConfigError(f"adaptive.detection.detectors.{name}.extractor: required for type "
