@@ -11,6 +11,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+import pytest
 import yaml
 
 import cloakbench
@@ -80,3 +81,16 @@ def test_computed_once_per_process(monkeypatch):
     provenance()
     monkeypatch.setattr(mod, "_git", lambda *a: (_ for _ in ()).throw(AssertionError("git called again")))
     assert provenance()["cloakbench"] == cloakbench.__version__
+
+
+@pytest.mark.slow
+def test_workflow_records_carry_the_plans_hash(tiny_run):
+    """Every record the tiny run wrote carries the hash of the plan the Snakefile built."""
+    from smk_helpers import TEST_CONFIG
+
+    expected = plan_hash(build_plan(yaml.safe_load(TEST_CONFIG.read_text()), SCHEMA, base_dir=tiny_run).tree)
+    files = sorted((tiny_run / "results").glob("records/*/*.json")) + sorted((tiny_run / "results").glob("adaptive/*/*/*.json"))
+    assert files
+    for rec in read_records(files):
+        assert rec.provenance["config_hash"] == expected, rec.experiment
+        assert rec.provenance["cloakbench"] == cloakbench.__version__ and rec.provenance["versions"]["torch"]
