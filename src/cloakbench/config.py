@@ -84,6 +84,10 @@ def _check_date(value: Any, key: str) -> None:
         raise ConfigError(f"config key '{key}': '{value}' is not a YYYY-MM-DD date") from None
 
 
+#: the keys of a `cloaks.<name>` entry (the cloak's hyperparameters are under `params`)
+CLOAK_ENTRY_KEYS = ("type", "ensemble", "release_date", "params")
+
+
 def check_semantics(cfg: dict[str, Any], *, base_dir: Path, check_paths: bool = True) -> None:
     from .cloaks.registry import cloak_class
     from .extractors.registry import extractor_class
@@ -93,6 +97,10 @@ def check_semantics(cfg: dict[str, Any], *, base_dir: Path, check_paths: bool = 
         _check_date(spec.get("release_date"), f"extractors.{name}.release_date")
     for name, spec in cfg.get("cloaks", {}).items():
         cls = cloak_class(spec["type"], name=name)
+        unknown = sorted(set(spec) - set(CLOAK_ENTRY_KEYS))
+        if unknown:
+            raise ConfigError(f"cloaks.{name}: unknown key(s) {', '.join(map(repr, unknown))}; a cloak entry "
+                              f"takes {', '.join(CLOAK_ENTRY_KEYS)} (its hyperparameters go under params:)")
         _check_date(spec.get("release_date"), f"cloaks.{name}.release_date")
         for member in spec.get("ensemble", []):
             if member not in cfg["extractors"]:

@@ -4,7 +4,12 @@
 so a bad configuration fails before any job starts, with a message naming the key:
 
 * the JSON schema (defaults filled in) and the semantic checks of :mod:`cloakbench.config`
-  (registered types, ensembles, release dates);
+  (registered types, cloak entry keys, ensembles, release dates, each cloak's ``params``
+  against its class's declaration, in-pipeline extractors' ``train`` settings);
+* ``device`` against this machine (:func:`check_device`: ``cuda`` without a GPU is an error,
+  ``auto`` without one falls back to cpu with a note), unless the jobs run elsewhere;
+* ``users.protected`` against the dataset's identities when the manifest already exists
+  (:func:`check_protected_users`; otherwise select_users checks them);
 * the ``adaptive:`` section and the ``type: robust`` extractors
   (:func:`cloakbench.adaptive.settings.check_adaptive_config`); each robust extractor's spec
   gets its base's spec as ``base_spec``, so the jobs that only see one extractor's spec can
@@ -60,6 +65,7 @@ class Plan:
     missing_inputs: tuple[str, ...]
     trained: tuple[str, ...]            # extractors trained in the pipeline (train_extractor / robust_train)
     card_extractors: tuple[str, ...]    # extractors the dataset card measures
+    notes: tuple[str, ...] = ()         # what the checks decided that a user should see (device fallback)
 
     def __getitem__(self, key: str) -> Any:
         return self.tree[key]
@@ -108,14 +114,51 @@ class Plan:
         return self.tree["adaptive"]["detection"]["extractors"][detector]
 
 
+def check_device(device: str) -> str | None:
+    """``device`` against this machine: ``cuda`` with no GPU torch can use is a ConfigError;
+    ``auto`` without one falls back to cpu (the returned note says so; None when nothing to say)."""
+    import torch
+
+    if device == "cpu":
+        return None
+    has_gpu = torch.cuda.is_available()
+    if device == "cuda" and not has_gpu:
+        raise ConfigError("config key 'device': 'cuda' requested but torch sees no GPU on this machine "
+                          "(torch.cuda.is_available() is False); accepted values: cpu, cuda (needs a GPU), "
+                          "auto (cuda when there is a GPU, else cpu)")
+    if device == "auto" and not has_gpu:
+        return "device: auto -> cpu (torch sees no GPU on this machine)"
+    return None
+
+
+def check_protected_users(cfg: Mapping[str, Any], manifest: str | Path | None) -> None:
+    """``users.protected`` against the dataset's identities, once the manifest exists (else the
+    select_users job checks them, first thing)."""
+    protected = cfg["users"]["protected"]
+    if not protected or manifest is None or not Path(manifest).is_file():
+        return
+    import pandas as pd
+
+    from .data.roles import check_protected_names
+    identities = pd.read_parquet(manifest, columns=["identity"])["identity"].unique()
+    check_protected_names(protected, identities,
+                          source=f"the dataset ({manifest}; if the dataset changed since, delete it to remake it)")
+
+
 def build_plan(config: Mapping[str, Any], schema: dict[str, Any] | str | Path, *, base_dir: str | Path = ".",
-               require_inputs: bool = False) -> Plan:
+               require_inputs: bool = False, device_check: bool = True,
+               manifest: str | Path | None = None) -> Plan:
     """Validate ``config`` (Snakemake's, left untouched) and resolve it into a :class:`Plan`.
 
     Raises :class:`ConfigError` naming the key at fault (and, with ``require_inputs``, listing
-    the missing inputs).
+    the missing inputs). ``device_check``: check ``device`` against this machine (off where the
+    jobs run on other machines, e.g. a cluster's GPU nodes; each job checks it again).
+    ``manifest``: the dataset's manifest, whose identities ``users.protected`` must name (when
+    the file exists).
     """
     cfg = validate_config(config, schema, base_dir=base_dir, check_paths=False)
+    notes = [n for n in [check_device(cfg["device"]) if device_check else None] if n]
+    check_protected_users(cfg, manifest)
     adaptive = check_adaptive_config(cfg)
     for name, robust in adaptive["robust"].items():
         cfg["extractors"][name]["base_spec"] = copy.deepcopy(robust["base_spec"])
@@ -129,4 +172,4 @@ def build_plan(config: Mapping[str, Any], schema: dict[str, Any] | str | Path, *
     extractors = cfg["extractors"]
     trained = [n for n, s in extractors.items() if extractor_class(s["type"], name=n).trained_in_pipeline]
     card = [n for n, s in extractors.items() if s["type"] in CARD_TYPES]
-    return Plan(freeze(cfg), tuple(missing), tuple(trained), tuple(card))
+    return Plan(freeze(cfg), tuple(missing), tuple(trained), tuple(card), tuple(notes))

@@ -11,7 +11,11 @@ A :class:`Record` is ``(kind, experiment, labels, settings, metrics)``:
   (e.g. cloak, extractor, classifier); the tables of the report are indexed by them;
 * ``settings``: every setting the numbers depend on (JSON-safe), for provenance;
 * ``metrics``: the numbers;
-* ``experiment``: a unique id made from the labels (:func:`experiment_id`).
+* ``experiment``: a unique id made from the labels (:func:`experiment_id`);
+* ``provenance``: the cloakbench version and git commit, the configuration's hash and the
+  versions of torch, insightface, onnxruntime and snakemake of the process that made it
+  (:func:`cloakbench.provenance.provenance`); not a setting: equal numbers from two commits
+  stay comparable. Records written before it existed read back with an empty one.
 
 :meth:`Record.make` is the one constructor (it derives ``experiment``); ``to_json`` /
 ``from_json`` convert to and from the JSON object written to disk, ``write_records`` /
@@ -21,12 +25,13 @@ A :class:`Record` is ``(kind, experiment, labels, settings, metrics)``:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from .errors import DataError
 from .io import write_json
+from .provenance import provenance as current_provenance
 
 #: kind -> its labels, in order
 KINDS: dict[str, tuple[str, ...]] = {
@@ -36,6 +41,8 @@ KINDS: dict[str, tuple[str, ...]] = {
     "detection": ("detector", "detector_type", "train_cloak", "test_cloak", "cross_cloak"),
 }
 FIELDS = ("kind", "experiment", "labels", "settings", "metrics")
+#: fields a record file may lack (written before they existed)
+OPTIONAL_FIELDS = ("provenance",)
 
 
 def experiment_id(kind: str, labels: Mapping[str, Any]) -> str:
@@ -54,26 +61,29 @@ class Record:
     labels: dict[str, Any]
     settings: dict[str, Any]
     metrics: dict[str, Any]
+    provenance: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
     def make(cls, kind: str, labels: Mapping[str, Any], *, settings: Mapping[str, Any],
              metrics: Mapping[str, Any]) -> "Record":
-        """The one constructor: checks ``kind`` and its labels, derives ``experiment``."""
+        """The one constructor: checks ``kind`` and its labels, derives ``experiment``, stamps
+        the provenance of this process."""
         if kind not in KINDS:
             raise ValueError(f"record kind {kind!r}: one of {list(KINDS)}")
         keys = KINDS[kind]
         if set(labels) != set(keys):
             raise ValueError(f"a {kind} record has labels {list(keys)}, got {sorted(labels)}")
         ordered = {k: labels[k] for k in keys}
-        return cls(kind, experiment_id(kind, ordered), ordered, dict(settings), dict(metrics))
+        return cls(kind, experiment_id(kind, ordered), ordered, dict(settings), dict(metrics),
+                   current_provenance())
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "experiment": self.experiment, "labels": dict(self.labels),
-                "settings": self.settings, "metrics": self.metrics}
+                "settings": self.settings, "metrics": self.metrics, "provenance": self.provenance}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], *, source: str = "a record") -> "Record":
-        if not isinstance(data, Mapping) or set(data) != set(FIELDS):
+        if not isinstance(data, Mapping) or not set(FIELDS) <= set(data) <= set(FIELDS + OPTIONAL_FIELDS):
             found = sorted(data) if isinstance(data, Mapping) else type(data).__name__
             raise DataError(f"{source}: not a cloakbench record (expected the keys {list(FIELDS)}, found "
                             f"{found}); a file written by an older cloakbench is remade by rerunning "
@@ -85,7 +95,7 @@ class Record:
         if rec.experiment != data["experiment"]:
             raise DataError(f"{source}: experiment {data['experiment']!r} does not match its labels "
                             f"({rec.experiment!r})")
-        return rec
+        return replace(rec, provenance=dict(data.get("provenance") or {}))
 
 
 def write_records(records: Iterable[Record], path: str | Path) -> None:

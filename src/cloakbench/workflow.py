@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from .errors import CloakbenchError
+
 
 @contextlib.contextmanager
 def log_to(log_path: str | Path, rule: str = "", threads: int | None = None) -> Iterator[logging.Logger]:
@@ -34,6 +36,11 @@ def log_to(log_path: str | Path, rule: str = "", threads: int | None = None) -> 
         start = time.perf_counter()
         try:
             yield logger
+        except CloakbenchError as exc:
+            # a configuration or data error: its message says what and how to fix, one line
+            # without a traceback (the job fails with exit status 1)
+            logger.error("rule %s failed: %s", rule, exc)
+            raise SystemExit(1) from None
         except BaseException:
             logger.exception("rule %s failed", rule)
             raise
@@ -47,8 +54,12 @@ def resolve_device(device: str) -> str:
     import torch
 
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        if torch.cuda.is_available():
+            return "cuda"
+        logging.getLogger(__name__).info("device: auto -> cpu (torch sees no GPU on this machine)")
+        return "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         from .errors import ConfigError
-        raise ConfigError("device: 'cuda' requested but torch sees no GPU (use cpu or auto)")
+        raise ConfigError("config key 'device': 'cuda' requested but torch sees no GPU on this machine; "
+                          "accepted values: cpu, cuda (needs a GPU), auto (cuda when there is a GPU, else cpu)")
     return device

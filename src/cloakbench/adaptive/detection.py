@@ -112,6 +112,8 @@ def detector_settings(name: str, spec: dict[str, Any]) -> dict[str, Any]:
                 raise ConfigError(f"adaptive.detection.detectors.{name}.{k}: a positive integer, got {s[k]!r}")
         if not (isinstance(s["lr"], (int, float)) and s["lr"] > 0):
             raise ConfigError(f"adaptive.detection.detectors.{name}.lr: a positive number, got {s['lr']!r}")
+        if not isinstance(s["flip"], bool):
+            raise ConfigError(f"adaptive.detection.detectors.{name}.flip: true or false, got {s['flip']!r}")
     elif kind == "finetune":
         if not (isinstance(s["extractor"], str) and s["extractor"]):
             raise ConfigError(f"adaptive.detection.detectors.{name}.extractor: required for type "
@@ -126,6 +128,8 @@ def detector_settings(name: str, spec: dict[str, Any]) -> dict[str, Any]:
                               f"is '{s['inputs']}' (a configured extractor name)")
         if s["model"] not in ("logistic", "mlp"):
             raise ConfigError(f"adaptive.detection.detectors.{name}.model: logistic | mlp, got {s['model']!r}")
+        if not (isinstance(s["C"], (int, float)) and not isinstance(s["C"], bool) and s["C"] > 0):
+            raise ConfigError(f"adaptive.detection.detectors.{name}.C: a positive number, got {s['C']!r}")
     return {"type": kind, **s}
 
 

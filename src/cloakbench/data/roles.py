@@ -24,6 +24,17 @@ from ..io import write_parquet
 log = logging.getLogger(__name__)
 
 
+def check_protected_names(protected, identities, *, source: str = "the dataset") -> None:
+    """One-line ConfigError naming ``users.protected``, the unknown names and a few known ones."""
+    known = sorted(set(map(str, identities)))
+    unknown = sorted(set(protected) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"users.protected: {', '.join(map(repr, unknown))} not among the {len(known)} usable identities "
+            f"of {source} (e.g. {', '.join(map(repr, known[:5]))}); use identity names exactly as the "
+            "manifest spells them (check spelling, or the rejects table for pictures that were dropped)")
+
+
 def select_users(manifest: pd.DataFrame, *, protected: list[str] | None = None, n_protected: int = 4,
                  public_fraction: float = 0.5, target_pool: int | list[str] = 0,
                  seed: int = 0) -> pd.DataFrame:
@@ -39,10 +50,7 @@ def select_users(manifest: pd.DataFrame, *, protected: list[str] | None = None, 
     identities = sorted(manifest["identity"].unique())
     rng = np.random.default_rng([seed, 1])
     if protected:
-        unknown = sorted(set(protected) - set(identities))
-        if unknown:
-            raise ConfigError(f"users.protected: {unknown} not among the dataset's usable identities "
-                              f"(first ones: {identities[:5]}); check spelling or the rejects table")
+        check_protected_names(protected, identities)
         chosen = sorted(protected)
     else:
         if n_protected >= len(identities):
