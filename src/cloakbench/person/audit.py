@@ -278,7 +278,8 @@ def figure(result: dict[str, Any], path: str | Path) -> None:
     fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(rows) + 1), 3.4))
     for off, key, colour in ((-0.2, "clean photos", "#999999"), (0.2, "cloaked photos", "#1f77b4")):
         vals = [np.nan if r[key] is None else 100 * r[key] for r in rows]
-        ax.bar(x + off, vals, width=0.4, label=f"trained on {key}", color=colour)
+        ax.bar(x + off, vals, width=0.4, label={"clean photos": "enrolled with clean photos (baseline)",
+                                                    "cloaked photos": "enrolled with cloaked photos"}[key], color=colour)
     ax.set_xticks(x, labels, fontsize=8)
     ax.set_ylim(0, 105)
     ax.set_ylabel("protection (%)")
