@@ -52,8 +52,11 @@ def screenshot(browser: str, page: Path, png: Path, tmp: Path, size=(1000, 800))
 
 
 @pytest.fixture(scope="module")
-def html_report(tiny_run, tmp_path_factory) -> tuple[Path, Path]:
-    work = copy_workdir(tiny_run, tmp_path_factory.mktemp("report") / "work")
+def html_report(request, tmp_path_factory) -> tuple[Path, Path]:
+    # $CLOAKBENCH_TINY_RUN: a finished working directory of the tiny config to reuse (debugging)
+    src = os.environ.get("CLOAKBENCH_TINY_RUN")
+    src = Path(src) if src else request.getfixturevalue("tiny_run")
+    work = copy_workdir(src, tmp_path_factory.mktemp("report") / "work")
     out = work / "report.html"
     run_snakemake(work, "--report", str(out), timeout=600)
     return work, out
@@ -79,8 +82,12 @@ def test_every_table_section_becomes_one_html_file(tmp_path):
     assert "protection_heatmap" not in page  # figures are report items of their own
 
 
+# how Snakemake 9 embeds a PNG: data:image/png;charset=utf8;filename=<name>;base64,<data>
+PNG_URI = re.compile(r"data:image/png;(?:[^,;\"']+;)*base64,([A-Za-z0-9+/=]+)")
+
+
 def embedded_pngs(text: str) -> list[bytes]:
-    return [base64.b64decode(m) for m in re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", text)]
+    return [base64.b64decode(m.group(1)) for m in PNG_URI.finditer(text)]
 
 
 @pytest.mark.slow
@@ -88,7 +95,7 @@ def test_report_is_one_self_contained_file_with_every_part(html_report):
     work, out = html_report
     text = out.read_text()
     # every table of report.md is a report item of its own, in the report's categories
-    tables = sorted(p.name for p in (work / "results" / "report" / "tables").iterdir())
+    tables = sorted(p.name for p in (work / "results" / "report" / "tables").glob("*.html"))
     assert any(n.startswith("protection__") for n in tables), tables
     assert any("cloak-budgets" in n for n in tables) and any("transfer" in n for n in tables), tables
     assert any(n.startswith("adaptive__") for n in tables) and any(n.startswith("dataset__") for n in tables)
@@ -113,8 +120,7 @@ def test_heatmap_renders_in_a_headless_browser(html_report, tmp_path):
     browser = chromium()
     text = out.read_text()
     heatmap = (work / "results" / "figures" / "protection_heatmap.png").read_bytes()
-    uri = next(m.group(0) for m in re.finditer(r"data:image/png;base64,[A-Za-z0-9+/=]+", text)
-               if base64.b64decode(m.group(0).split(",", 1)[1]) == heatmap)
+    uri = next(m.group(0) for m in PNG_URI.finditer(text) if base64.b64decode(m.group(1)) == heatmap)
     # a page holding only the heatmap image exactly as embedded in the report, and a blank page
     page = tmp_path / "heatmap.html"
     page.write_text(f'<html><body style="margin:0;background:#fff"><img id="h" src="{uri}"></body></html>')

@@ -74,8 +74,11 @@ def run_report(*, records: Sequence[str | Path], shards: Sequence[str | Path], m
     return summary
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "section"
+def _slug(text: str, limit: int = 60) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    if len(slug) > limit:  # cut at a word boundary
+        slug = slug[:limit].rsplit("-", 1)[0]
+    return slug or "section"
 
 
 #: the Snakemake report's category of each top-level (##) section of report.md, by heading start
