@@ -75,6 +75,40 @@ rule finetune_evaluate:
         "../scripts/finetune_evaluate.py"
 
 
+# finetune_adaptive_evaluate: the adaptive end-to-end classifier (FaceCure's eval_e2e.py --robust):
+# the scraped training set plus the public identities' pictures cloaked by the trainer itself.
+rule finetune_adaptive_evaluate:
+    input:
+        unpack(lambda wc: checkpoints_for([wc.extractor])),
+        scrape="results/scrape/{cloak}/scrape.parquet",
+        scraped_images="results/scrape/{cloak}/images",
+        images=f"{DATASET_DIR}/images",
+        manifest=MANIFEST,
+        roles=ROLES,
+        shards=[d for c in ADAPTIVE["finetune"]["adaptive_cloaks"] for d in shard_dirs(c, "public")],
+    output:
+        "results/adaptive/finetune_adaptive/{cloak}/{extractor}.json",
+    params:
+        extractor_spec=lambda wc: PLAN.plain("extractors", wc.extractor),
+        cloak_spec=lambda wc: PLAN.cloak_spec(wc.cloak),
+        train=PLAN.plain("adaptive", "finetune", "train"),
+        adaptive_cloaks=PLAN.plain("adaptive", "finetune", "adaptive_cloaks"),
+        evaluate=PLAN.plain("evaluate"),
+        scrape=PLAN.plain("scrape"),
+        dataset=PLAN.plain("dataset"),
+        seed=PLAN["seed"],
+        device=PLAN["device"],
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=240,
+        gpu=GPU,
+    log:
+        "logs/adaptive/finetune_adaptive/{cloak}/{extractor}.log",
+    script:
+        "../scripts/finetune_adaptive_evaluate.py"
+
+
 # detect: one detector trained on one cloak's public (clean, cloaked) pairs, tested on every
 # test cloak's scraped protected pictures (cross-cloak when they differ).
 rule detect:

@@ -69,11 +69,16 @@ def shard_dirs(cloak, subset="protected"):
     return [f"results/cloaked/{cloak}/{subset}/shard-{k}" for k in SHARDS]
 
 
+# adaptive.finetune.variants -> the output folder (= the records' classifier label)
+VARIANT_DIRS = {"oblivious": "finetune", "adaptive": "finetune_adaptive"}
+
+
 def adaptive_targets():
     """Every adaptive output, by kind (what the report rule takes as extra inputs)."""
     ft, det, tt, cb = (ADAPTIVE[k] for k in ("finetune", "detection", "timetravel", "combine"))
     return {
-        "finetune": [f"results/adaptive/finetune/{c}/{e}.json" for c in ft["cloaks"] for e in ft["extractors"]],
+        "finetune": [f"results/adaptive/{VARIANT_DIRS[v]}/{c}/{e}.json"
+                     for v in ft["variants"] for c in ft["cloaks"] for e in ft["extractors"]],
         "robust_meta": [f"results/extractors/{n}.json" for n in ROBUST],
         "detection": [f"results/adaptive/detection/{d}/{c}.json" for d in DETECTORS for c in det["train_cloaks"]],
         "timetravel": [f"results/adaptive/timetravel/{o}__{n}/{e}.json"

@@ -20,7 +20,8 @@ def config_with_everything(tmp_path: Path, edit=None) -> Path:
     cfg["extractors"]["cnn_robust"] = {"type": "robust", "base": "cnn_2018", "cloaks": ["pgd", "pgd_b"],
                                        "release_date": "2022-03-01", "train": {"epochs": 1}}
     cfg["adaptive"] = {
-        "finetune": {"extractors": ["cnn_robust"], "cloaks": ["pgd"]},
+        "finetune": {"extractors": ["cnn_robust"], "cloaks": ["pgd"], "variants": ["oblivious", "adaptive"],
+                     "adaptive_cloaks": ["pgd_b"]},
         "detection": {"detectors": {"cnn": {"type": "cnn"}}, "train_cloaks": ["pgd"]},
         "timetravel": {"pairs": [{"old": "pgd", "new": "pgd_b"}], "extractors": ["cnn_robust"]},
         "combine": {"pairs": [{"accurate": "sface", "robust": "cnn_robust"}], "cloaks": ["pgd_b"]},
@@ -65,6 +66,7 @@ def test_dag_plans_every_adaptive_rule(tmp_path):
     assert {o for o in j["evaluate"] if "cnn_robust" in o} == {
         f"results/records/{c}/cnn_robust.json" for c in ("none", "pgd", "pgd_b")}
     assert j["finetune_evaluate"] == ["results/adaptive/finetune/pgd/cnn_robust.json"]
+    assert j["finetune_adaptive_evaluate"] == ["results/adaptive/finetune_adaptive/pgd/cnn_robust.json"]
     assert j["detect"] == ["results/adaptive/detection/cnn/pgd.json"]
     assert j["timetravel"] == ["results/adaptive/timetravel/pgd__pgd_b/cnn_robust.json"]
     assert j["combine"] == ["results/adaptive/combine/pgd_b/sface__cnn_robust.json"]

@@ -9,7 +9,7 @@ import pytest
 from adaptive_testlib import TinyTrainable, make_dataset, single_thread  # noqa: F401 (fixture)
 from cloakbench.adaptive import finetune
 
-FAST = {"epochs": 6, "batch_size": 8, "optimizer": "adam", "lr": 3e-3}
+FAST = {"epochs": 6, "batch_size": 8, "steps_per_epoch": None, "optimizer": "adam", "lr": 3e-3}
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -68,3 +68,62 @@ def test_run_finetune_evaluate_from_files(scrape, tmp_path):
     assert rec.experiment == "none/tiny/finetune" and rec.settings["dataset"]["n_pictures"] == len(scrape)
     for key in ("protection", "clean_accuracy", "protection_per_user"):
         assert rec.metrics[key] == direct.metrics[key], key
+
+
+def test_adaptive_e2e_reads_public_cloaked_pictures_and_never_a_protected_one(tmp_path, monkeypatch):
+    # eval_e2e.py --robust: the training set gains the public identities' self-cloaked pictures.
+    # The shard folder (wrongly) also lists the protected users' cloaked copies: none is read.
+    from adaptive_testlib import cloak_subset
+    from cloakbench.errors import DataError
+    from cloakbench.io import write_parquet
+    from cloakbench.records import read_records
+
+    manifest, roles, dataset_dir = make_dataset(tmp_path / "d")
+    public = cloak_subset(manifest, roles, dataset_dir, tmp_path / "cloaked" / "public", "public", "checker")
+    prot = cloak_subset(manifest, roles, dataset_dir, tmp_path / "cloaked" / "protected", "protected", "checker")
+    shard = tmp_path / "checker" / "shard-0"
+    write_parquet(pd.concat([public, prot]), shard / "figures.parquet")  # absolute paths: kept as they are
+    write_parquet(roles, tmp_path / "roles.parquet")
+    df = manifest.merge(roles, on="identity")
+    df["cloaked"], df["imageset"] = False, "clean"
+    df["path"] = [str(dataset_dir / p) for p in df["path"]]
+    df.to_parquet(tmp_path / "scrape.parquet")
+
+    reads: list[str] = []
+    real = finetune.read_pictures
+
+    def spy(paths, **kw):
+        reads.extend(map(str, paths))
+        return real(paths, **kw)
+
+    monkeypatch.setattr(finetune, "read_pictures", spy)
+    common = dict(scrape=tmp_path / "scrape.parquet", cloak="none", extractor="tiny",
+                  extractor_spec={"type": TinyTrainable.type_name}, checkpoint=None, cloak_spec=None, train=FAST,
+                  evaluate_cfg={"classifiers": ["knn1"], "bootstrap": 5, "batch_size": 8}, scrape_cfg={},
+                  dataset_cfg={"root": "d"}, seed=1, device="cpu")
+    finetune.run_finetune_evaluate(out=tmp_path / "adaptive.json", adaptive_cloaks=["checker"], shards=[shard],
+                                   manifest=dataset_dir / "manifest.parquet", roles=tmp_path / "roles.parquet",
+                                   images=dataset_dir / "images", **common)
+    (rec,) = read_records([tmp_path / "adaptive.json"], kind="evaluation")
+    extra = set(reads) - set(df["path"])
+    assert extra == set(public["path"]) and len(public) == 12  # every public cloaked picture, nothing else
+    assert not set(reads) & set(prot["path"])
+    assert rec.experiment == "none/tiny/finetune_adaptive" and rec.settings["finetune_variant"] == "adaptive"
+    assert rec.settings["adaptive_cloaks"] == ["checker"]
+    m = rec.metrics
+    assert m["n_train_augmented"] == 12 and m["n_train_augmented_per_cloak"] == {"checker": 12}
+    assert m["augmented_reads"] == 12 and m["augmented_protected_reads"] == 0 and m["n_train"] == 36
+
+    # the oblivious variant reads only the scraped set
+    reads.clear()
+    finetune.run_finetune_evaluate(out=tmp_path / "oblivious.json", **common)
+    (obl,) = read_records([tmp_path / "oblivious.json"], kind="evaluation")
+    assert set(reads) <= set(df["path"]) and obl.labels["classifier"] == "finetune"
+    assert obl.settings["finetune_variant"] == "oblivious" and "n_train_augmented" not in obl.metrics
+
+    # the read-manifest check fires on a protected (or unknown) picture
+    aug = finetune.adaptive_augmentation(manifest, roles, dataset_dir, {"checker": pd.concat([public, prot])})
+    assert {y for _, y in aug.pairs} == {"id_2", "id_3"}
+    aug.check_reads(list(public["path"]))
+    with pytest.raises(DataError, match="not a public identity's"):
+        aug.check_reads(list(public["path"]) + [prot["path"].iloc[0]])

@@ -94,7 +94,8 @@ def test_sections_and_figures_render_from_records(tmp_path):
         _rec("pgd", "sface_robust", "knn1", 0.123, 0.85, ext_type="robust",
              extra={"base": "sface", "cloaks": ["pgd"]}),
     ]
-    finetune = [_rec("pgd", "sface", "finetune", 0.456, 0.7)]
+    finetune = [_rec("pgd", "sface", "finetune", 0.456, 0.7), _rec("pgd", "sface", "finetune_adaptive", 0.0345, 0.75)]
+    finetune[1].settings["adaptive_cloaks"] = ["pgd", "pgd_b"]
     detection = [Record.make(
         "detection", {"detector": "cnn", "detector_type": "cnn", "train_cloak": "pgd", "test_cloak": "pgd",
                       "cross_cloak": False}, settings={},
@@ -115,6 +116,7 @@ def test_sections_and_figures_render_from_records(tmp_path):
                      "threshold": 0.7, "fallback_rate_protected": 0.6, "fallback_rate_clean": 0.1}))
     meta = [{"name": "sface_robust", "extractor": "sface", "base": "sface", "cloaks": ["pgd"], "identities": 18, "n_clean": 252,
              "n_cloaked": 252, "settings": {"epochs": 2, "optimizer": "adadelta", "lr": 1.0, "batch_size": 32},
+             "deviations": ["epochs"],
              "head_acc_clean": 0.9, "head_acc_cloaked": 0.8, "protected_reads": 0, "seconds": 100.0}]
     text = "\n".join(rs.adaptive_sections(records, finetune=finetune, robust_meta=meta, detection=detection,
                                           timetravel=tt, combine=combos))
@@ -122,7 +124,10 @@ def test_sections_and_figures_render_from_records(tmp_path):
                    "targeted (in the cloak's ensemble)", "oblivious-future (released after the cloak)", "0.46",
                    "#### Classifier `finetune`", "0.987", "0.999",
                    "0.32 [0.22, 0.42]", "top-2 (either model right)", "0.60 / 0.10", "| sface_robust | sface | pgd",
-                   "detection_roc.png", "combinations.png"):
+                   "detection_roc.png", "combinations.png", "#### Classifier `finetune_adaptive`",
+                   "### End-to-end training: oblivious vs adaptive",
+                   "| pgd | sface | 0.46 [0.36, 0.56] | 0.70 | 0.03 [-0.07, 0.13] | 0.75 | pgd, pgd_b | "
+                   "sface_robust knn1 0.12 |", "deviations from FaceCure: epochs"):
         assert needle in text, needle
     assert "threshold_q0.5" not in text  # sweep points only in the figure
     detection_roc_png(detection, tmp_path / "roc.png")

@@ -14,7 +14,7 @@ from cloakbench.adaptive import robust
 from cloakbench.errors import ConfigError, DataError
 from cloakbench.extractors.registry import build_extractor
 
-FAST = {"epochs": 2, "batch_size": 8, "optimizer": "adam", "lr": 1e-3}
+FAST = {"epochs": 2, "batch_size": 8, "steps_per_epoch": None, "optimizer": "adam", "lr": 1e-3}
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -151,5 +151,6 @@ def test_run_robust_train_from_files(data, tmp_path):
     reads = pd.read_parquet(tmp_path / "r.reads.parquet")
     assert set(reads["role"]) == {"public"} and len(reads) == 36
     assert meta["protected_reads"] == 0 and meta["protected_users"] == ["id_0", "id_1"]
+    assert meta["deviations"] == ["batch_size", "epochs", "lr", "optimizer", "steps_per_epoch"]  # from FaceCure's
     assert meta["n_cloaked_per_cloak"] == {"checker": 12, "stripes": 12} and meta["release_date"] == "2022-03-01"
     assert build_extractor("r", {"type": "robust", "base": "tiny"}, checkpoint=ckpt).embedding_dim == 16

@@ -41,7 +41,7 @@ def test_presets_and_overrides():
     ({"steps": 2.5}, r"params\.steps .*must be an integer >= 1, got 2\.5"),
     ({"steps": "ten"}, r"params\.steps .*must be an integer >= 1, got 'ten'"),
     ({"lr": 0}, r"params\.lr .*must be a number > 0"),
-    ({"source_center": "median"}, r"params\.source_center .*one of 'user', 'image'"),
+    ({"source_center": "median"}, r"params\.source_center .*one of 'image', 'user'"),
     ({"resolution": 8}, r"params\.resolution .*null or an integer >= 32"),
     ({"n_farthest": 0}, r"params\.n_farthest"),
     ({"keep_best": "yes"}, r"params\.keep_best .*true or false, got 'yes'"),
@@ -125,10 +125,11 @@ def test_dssim_budget_holds_at_the_end_of_the_optimisation(setup):
 
     With ``keep_best`` (the original's default) the returned step is the one with the
     smallest feature loss, which v0.3 did not check against rho; so the budget is
-    checked on the last step (``keep_best: false``), with a 25 % tolerance.
+    checked on the last step (``keep_best: false``), with a 25 % tolerance, at the size
+    where the budget is enforced (the crop's own size here: ``resolution: null``).
     """
     ex, user, _, ctx = setup
-    c = FawkesV03([ex], mode="low", steps=30, keep_best=False)
+    c = FawkesV03([ex], mode="low", steps=30, keep_best=False, resolution=None)
     c.prepare(ctx)
     cloaked = c(user)
     d = dssim(cloaked, user)
@@ -175,10 +176,67 @@ def test_prepare_from_the_perturb_stage_tables(setup, tmp_path):
                           "role": ["protected"] + ["public"] * 4 + ["other"] * 2})
     ctx = {"identity": "me", "seed": 0, "manifest": manifest, "roles": roles,
            "dataset_dir": tmp_path, "user_paths": [str(tmp_path / f"me/{k}.png") for k in range(3)]}
-    c = FawkesV03([ex], mode="min", n_farthest=1, candidate_pictures=1)
+    c = FawkesV03([ex], mode="min", n_farthest=1, candidate_pictures=1, candidate_role="public")
     c.prepare(ctx)
     assert c.user == "me" and c.target_identity in {"id0", "id1", "id2", "id3"}
     assert {r[0] for r in c.target_ranking} <= {"id0", "id1", "id2", "id3"}
     assert len(c._candidate_cache) == 1  # candidates embedded once, reused for the next user
+    assert "candidate_role" in c.hyperparameters()["overridden"]  # public: a deviation
     with pytest.raises(Exception, match="public_fraction"):
-        FawkesV03([ex]).prepare({**ctx, "roles": roles.assign(role="other")})
+        FawkesV03([ex], candidate_role="public").prepare({**ctx, "roles": roles.assign(role="other")})
+    # The default (v0.3): the target pool, which is not among the public identities.
+    pool = roles.assign(role=["protected", "public", "public", "target_pool", "target_pool",
+                              "other", "other"])
+    v03 = FawkesV03([ex], mode="min", n_farthest=2, candidate_pictures=2)
+    v03.prepare({**ctx, "roles": pool})
+    assert v03.target_identity in {"id2", "id3"}
+    assert {r[0] for r in v03.target_ranking} == {"id2", "id3"}
+    with pytest.raises(Exception, match="users.target_pool"):
+        FawkesV03([ex]).prepare(ctx)  # no identity of role target_pool
+
+
+def test_v03_defaults_are_the_release():
+    """Target pool, per-picture target picture, f(x) itself as the centre, 224 px, overshoot 2."""
+    hp = FawkesV03.validate_params({}, where="cloaks.f")
+    assert hp["candidate_role"] == "target_pool" and hp["target_point"] == "picture"
+    assert hp["source_center"] == "image" and hp["resolution"] == 224
+    assert hp["overshoot"] == 2.0 and hp["n_farthest"] == 20 and hp["candidate_pictures"] == 10
+    # today's centroid target and 112 px stay as options, recorded as deviations
+    c = build_cloak("f", {"type": "fawkes_v03", "params": {
+        "target_point": "centroid", "source_center": "user", "resolution": None}}, [TinyNet()],
+        seed=0)
+    assert set(c.hyperparameters()["overridden"]) == {"target_point", "source_center",
+                                                      "resolution"}
+
+
+def test_target_point_is_per_picture(setup):
+    """t = f(x) + 2 (f(t_img) - f(x)) with one seeded random target picture per cloaked
+    picture: the draw differs across pictures, not across batches, and the first step's
+    feature term is exactly the distance to that point."""
+    ex, user, _, _ = setup
+    many = smooth_images(8, seed=40)
+    target = smooth_images(6, seed=50)  # the target identity's six pictures
+    with torch.no_grad():
+        ctx = {"user": "me", "user_features": {ex.name: ex(many)},
+               "candidate_features": {"tgt": {ex.name: ex(target)}}}
+    c = FawkesV03([ex], mode="min", steps=1, resolution=None, seed=5)
+    c.prepare(ctx)
+    c(many)
+    idx = list(c.target_pictures)
+    assert len(idx) == 8 and len(set(idx)) > 1  # not one shared target picture
+    c(many[3:5])  # the same pictures in another batch draw the same target pictures
+    assert c.target_pictures == idx[3:5]
+    with torch.no_grad():
+        fx, ft = ex(many), ex(target)[idx]
+        t = fx + 2.0 * (ft - fx)
+        expected = ((fx - t).norm(dim=1) / t.norm(dim=1)).mean()  # step 0: x' = x (up to 1e-6)
+        centroid_t = fx + 2.0 * (ex(target).mean(0) - fx)
+        centroid = ((fx - centroid_t).norm(dim=1) / centroid_t.norm(dim=1)).mean()
+    c(many)
+    first = c.history["feature"][0]
+    assert abs(first - float(expected)) < 1e-3 * float(expected)
+    assert abs(first - float(centroid)) > 1e-2 * float(centroid)  # not the centroid's point
+    other = FawkesV03([ex], mode="min", steps=1, resolution=None, seed=6)
+    other.prepare(ctx)
+    other(many)
+    assert other.target_pictures != idx  # seeded by the cloak's seed

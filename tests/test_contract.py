@@ -224,6 +224,9 @@ def extractor_standin(type_name: str, root: Path) -> tuple[dict[str, Any], str |
                 "weights": str(_state_file(full_size[type_name], root / f"{type_name}.pth"))}, None
     if type_name in ("arcface_onnx", "arcface_onnx_torch"):
         return {"type": type_name, "weights": str(_arcface_file(root))}, None
+    if type_name == "onnx":  # the generic type, on the same small ONNX recogniser
+        return {"type": type_name, "weights": str(_arcface_file(root)),
+                "params": {"input_size": 112}}, None
     if type_name == "clip_vit":
         path, arch = _clip_file(root)
         return {"type": type_name, "weights": str(path), "arch": arch}, None

@@ -147,3 +147,59 @@ def test_select_users_and_scrape_rules_from_files(tmp_path):
                      scrape_cfg={"protected_fraction": 1.0, "jpeg_quality": None, "resize": None}, seed=0)
     assert (tmp_path / "simg").is_dir() and not out["cloaked"].any() and (out["imageset"] == "clean").all()
     assert out["path"].map(lambda p: p.startswith(str(tmp_path / "ds" / "images"))).all()
+
+
+def test_target_pool_is_disjoint_from_every_class(tmp_path):
+    """users.target_pool (Fawkes v0.3's external targets): reserved identities that are in no
+    scraped training or test set (so no classifier's class) and in no trainer's pictures."""
+    from cloakbench.data.roles import target_pool_identities, trainer_pictures
+
+    m = make_manifest(8, 5)
+    base = select_users(m, n_protected=2, public_fraction=0.5, seed=4)
+    assert base.equals(select_users(m, n_protected=2, public_fraction=0.5, target_pool=0, seed=4))
+    roles = select_users(m, n_protected=2, public_fraction=0.5, target_pool=2, seed=4)
+    pool = target_pool_identities(roles)
+    assert len(pool) == 2 and roles.equals(select_users(m, n_protected=2, public_fraction=0.5,
+                                                        target_pool=2, seed=4))
+    assert (roles.set_index("identity").loc[pool, "role"] == "target_pool").all()
+    assert set(pool).isdisjoint(roles.loc[roles.role == "protected", "identity"])
+    # protected users are drawn as without a pool; the pool comes out of the non-protected ones
+    assert (roles.role == "protected").equals(base.role == "protected")
+
+    for p in m["path"]:
+        (tmp_path / p).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((16, 16, 3), 100, np.uint8)).save(tmp_path / p)
+    out = scrape(m, roles, tmp_path, None, tmp_path / "s.parquet", tmp_path / "simg", cloak="none")
+    classes = set(out["identity"])
+    assert classes.isdisjoint(pool)
+    assert classes == set(m.identity) - set(pool)  # nobody else dropped
+    assert set(trainer_pictures(m, roles)["identity"]).isdisjoint(pool)
+    with pytest.raises(ValueError, match="allowed roles"):
+        trainer_pictures(m, roles, allowed=("target_pool",))
+
+    explicit = select_users(m, protected=["id0"], target_pool=["id1", "id2"], seed=0)
+    assert target_pool_identities(explicit) == ["id1", "id2"]
+    with pytest.raises(ConfigError, match="target_pool.*protected"):
+        select_users(m, protected=["id0"], target_pool=["id0"])
+    with pytest.raises(ConfigError, match="target_pool.*ghost"):
+        select_users(m, protected=["id0"], target_pool=["ghost"])
+    with pytest.raises(ConfigError, match="target_pool=7 leaves no identity"):
+        select_users(m, n_protected=1, target_pool=7)
+
+
+def test_fawkes_v03_needs_a_target_pool_in_the_config(repo_root):
+    import copy
+
+    import yaml
+
+    from cloakbench.config import validate_config
+
+    cfg = yaml.safe_load((repo_root / "config" / "config.yaml").read_text())
+    assert cfg["users"]["target_pool"] and cfg["cloaks"]["fawkes_v03"]["type"] == "fawkes_v03"
+    validate_config(copy.deepcopy(cfg), repo_root / "config" / "schema.yaml", base_dir=repo_root)
+    bad = copy.deepcopy(cfg)
+    del bad["users"]["target_pool"]
+    with pytest.raises(ConfigError, match=r"cloaks\.fawkes_v03\.params\.candidate_role.*users\.target_pool"):
+        validate_config(bad, repo_root / "config" / "schema.yaml", base_dir=repo_root)
+    bad["cloaks"]["fawkes_v03"].setdefault("params", {})["candidate_role"] = "public"
+    validate_config(bad, repo_root / "config" / "schema.yaml", base_dir=repo_root)

@@ -118,13 +118,23 @@ def check_declared_params(cfg: dict[str, Any]) -> None:
     from .extractors.registry import extractor_class
     from .extractors.trained import TrainedExtractor
     from .extractors.training import train_settings
+    from .params import resolve
 
     for name, spec in cfg.get("cloaks", {}).items():
-        cloak_class(spec["type"], name=name).validate_params(
+        values = cloak_class(spec["type"], name=name).validate_params(
             spec.get("params") or {}, where=f"cloaks.{name}.params",
             ensemble=list(spec.get("ensemble") or []))
+        if values.get("candidate_role") == "target_pool" and not cfg.get("users", {}).get("target_pool"):
+            raise ConfigError(
+                f"cloaks.{name}.params.candidate_role: 'target_pool' (Fawkes v0.3 draws its target "
+                "among identities that are not classes of the tracker's model) needs identities "
+                "reserved for it: set users.target_pool (a number, e.g. 10, or a list of names), "
+                "or set candidate_role: public (a recorded deviation)")
     for name, spec in cfg["extractors"].items():
         cls = extractor_class(spec["type"], name=name)
+        if cls.params or spec.get("params") is not None:
+            resolve(cls.params, None, spec.get("params"), where=f"extractors.{name}.params",
+                    owner=f"extractor type '{cls.type_name}'")
         if issubclass(cls, TrainedExtractor):
             train_settings(name, spec, cls)
 

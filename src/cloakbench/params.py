@@ -16,8 +16,9 @@ and :func:`resolve` turns the config's ``params`` mapping into checked values: u
 are rejected (listing the known ones), each value must have the declared type and range
 (``"ten"`` for an integer is ``must be an integer >= 1, got 'ten'``, naming the config key),
 ``FROM_MODE`` parameters left out or ``null`` take the mode's preset, and the names whose
-value differs from the original's (preset or default) are returned as ``overridden``, the
-record's list of deviations.
+value differs from the declared reference (the preset or the default, which each plugin
+declares as the original's value and documents where it is not) are returned as
+``overridden``, the record's list of deviations.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ REQUIRED: Any = _Marker("REQUIRED")
 #: Default of a parameter whose value comes from the mode preset (when left out or null).
 FROM_MODE: Any = _Marker("FROM_MODE")
 
-_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-_TYPE_NAMES = {int: "integer", float: "number", bool: "boolean", str: "string"}
+_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+               list: "a list"}
+_TYPE_NAMES = {int: "integer", float: "number", bool: "boolean", str: "string", list: "list"}
 
 
 def _fmt(x: float) -> str:
@@ -56,7 +58,7 @@ class Param:
     ``gt``/``ge``/``lt``/``le``: numeric bounds; ``choices``: the accepted values;
     ``nullable``: ``null`` is accepted (and kept); ``check`` with ``accepted``: a further
     condition and the words that describe what passes it; ``deviation``: a value other
-    than the original's is listed in ``overridden`` (False for execution settings and
+    than the declared default (the original's) is listed in ``overridden`` (False for execution settings and
     file paths, which do not change the algorithm).
     """
 
@@ -76,7 +78,7 @@ class Param:
 
     def __post_init__(self) -> None:
         if self.type not in _TYPE_WORDS:
-            raise TypeError(f"Param {self.name}: type must be one of int, float, bool, str")
+            raise TypeError(f"Param {self.name}: type must be one of int, float, bool, str, list")
 
     # -- words ---------------------------------------------------------------------
     def accepted_text(self) -> str:
@@ -110,6 +112,8 @@ class Param:
             ok = isinstance(value, int) and not isinstance(value, bool)
         elif t is float:
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        elif t is list:
+            ok = isinstance(value, (list, tuple))
         else:
             ok = isinstance(value, str)
         if not ok:

@@ -119,6 +119,7 @@ def build_plan(config: Mapping[str, Any], schema: dict[str, Any] | str | Path, *
     adaptive = check_adaptive_config(cfg)
     for name, robust in adaptive["robust"].items():
         cfg["extractors"][name]["base_spec"] = copy.deepcopy(robust["base_spec"])
+        cfg["extractors"][name]["cloaks"] = list(robust["cloaks"])  # resolved (default: FaceCure's three)
     detection = adaptive["detection"]
     detection["extractors"] = {n: needs_extractor(s) for n, s in detection["detectors"].items()}
     cfg["adaptive"] = adaptive

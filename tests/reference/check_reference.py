@@ -35,7 +35,7 @@ import torch
 from PIL import Image
 
 import sidevenv
-from attacks_testlib import one_thread  # noqa: F401 (autouse fixture: one torch thread)
+from cloaks_testlib import one_thread  # noqa: F401 (autouse fixture: one torch thread)
 from face_photos import different_people
 from twin import twins_from
 
@@ -214,7 +214,7 @@ def v03(side_python, workdir, faces) -> dict:
             # The original's target point is the target picture's features: with overshoot 1 and
             # source_center "image", fawkes_v03's f(x) + overshoot * (centroid - f(x)) is that.
             cloak = FawkesV03(twins, mode=case["mode"], overshoot=1.0, source_center="image",
-                              lr_decay=1.0, seed=0)
+                              resolution=None, lr_decay=1.0, seed=0)
             with torch.no_grad():
                 cloak.prepare({
                     "user": "me",
@@ -238,7 +238,7 @@ def v03(side_python, workdir, faces) -> dict:
 def test_v10_presets_are_the_originals(v10):
     meta = v10["meta"]
     assert meta["fawkes"] == "1.0.4" and meta["tensorflow"].startswith("2.")
-    assert meta["sd"] == FawkesV10.__init__.__kwdefaults__["penalty"]  # penalty 1e6
+    assert meta["sd"] == FawkesV10.validate_params({}, where="ref")["penalty"]  # penalty 1e6
     for case in V10_CASES:
         info = meta["cases"][case["name"]]
         assert info["optimizer"].endswith("legacy.adadelta.Adadelta"), info
@@ -310,7 +310,7 @@ def _target_distance(twins, pictures, target) -> torch.Tensor:
 
 def test_v03_presets_are_v03s():
     assert {m: (p["rho"], p["steps"], p["lr"]) for m, p in V03_MODES.items()} == V03_PRESETS
-    assert FawkesV03.__init__.__kwdefaults__["penalty"] == V03_PENALTY
+    assert FawkesV03.validate_params({}, where="ref")["penalty"] == V03_PENALTY
 
 
 def test_v03_original_runs_and_twins_match(v03):

@@ -1,10 +1,14 @@
 """Shared core of the two end-to-end trainings (robust extractor, end-to-end classifier).
 
-Both follow the original study's recipe (FaceCure, which used Fawkes' ``load_victim_model``):
-an extractor plus a classification head over identities, trained end to end with
-cross-entropy, batches of 32 whose identities are drawn uniformly (a class-balanced sampler:
-draw an identity, then one of its pictures), random horizontal flips, Adadelta (lr 1.0, the
-Keras default the original ran with), 10 epochs.
+The defaults are FaceCure's recipe (``train_robust_features.py`` and ``eval_e2e.py``, which
+build their model with Fawkes v0.3's ``load_victim_model`` under standalone Keras <= 2.3.1):
+the extractor plus a ``Dense`` softmax head over identities (Glorot-uniform kernel, zero bias),
+trained end to end with cross-entropy; ``fit_generator`` with 500 steps per epoch, 10 epochs,
+batches of 32 whose identities are drawn uniformly with replacement (then one picture of that
+identity's pool, clean and cloaked copies alike); a horizontal flip with probability 0.25
+(FaceCure flips when ``randint(2)`` and then with rate 0.5); Keras' ``Adadelta()`` (lr 1.0,
+rho 0.95, epsilon 1e-7). Every other value of a key is a deviation, recorded with the settings
+(``deviations`` lists the keys that differ from FaceCure's).
 
 Deterministic on CPU for a seed: the head's initialisation, the sampler and the flips draw
 from one ``torch.Generator``; the global RNG is forked and seeded around the loop so nothing
@@ -33,21 +37,30 @@ from ..extractors.heads import HEADS
 
 log = logging.getLogger(__name__)
 
-#: Defaults of an end-to-end training (the original's: Adadelta, batch 32, 10 epochs, flips).
+#: FaceCure's recipe (see the module docstring): the defaults of every end-to-end training.
 TRAIN_DEFAULTS: dict[str, Any] = {
-    "epochs": 10,
-    "batch_size": 32,
-    "steps_per_epoch": None,   # None -> ceil(pictures / batch_size); the original used 500
-    "optimizer": "adadelta",   # adadelta | sgd | adam
-    "lr": 1.0,                 # Adadelta's (and Keras') default
+    "epochs": 10,              # FaceCure --n_epochs
+    "batch_size": 32,          # FaceCure --batch-size
+    "steps_per_epoch": 500,    # FaceCure fit_generator(steps_per_epoch=500); null = ceil(pictures / batch)
+    "optimizer": "adadelta",   # adadelta | sgd | adam (FaceCure: Keras Adadelta())
+    "lr": 1.0,                 # Keras <= 2.3 Adadelta default
+    "rho": 0.95,               # Adadelta's decay (Keras default)
+    "eps": 1e-7,               # Adadelta's epsilon (Keras' K.epsilon())
     "momentum": 0.9,           # sgd only
     "weight_decay": 0.0,
-    "head": "softmax",         # softmax (plain linear layer) | cosface | arcface
+    "head": "softmax",         # softmax (Keras Dense + softmax) | cosface | arcface
+    "head_init": "glorot_uniform",  # softmax head: glorot_uniform (Keras Dense) | fan_in_uniform (U(+-1/sqrt(dim)))
     "margin": 0.35,            # margin heads only
     "scale": 30.0,             # margin heads only
     "flip": True,              # random horizontal flips
-    "balanced": True,          # identities drawn uniformly per picture of a batch
+    "flip_prob": 0.25,         # probability a training picture is flipped (FaceCure: randint(2), then rate 0.5)
+    "balanced": True,          # identities drawn uniformly per picture of a batch (FaceCure's sampler)
 }
+#: The keys whose value is FaceCure's (``deviations`` compares against these).
+FACECURE = {k: TRAIN_DEFAULTS[k] for k in ("epochs", "batch_size", "steps_per_epoch", "optimizer", "lr", "rho",
+                                           "eps", "weight_decay", "head", "head_init", "flip", "flip_prob",
+                                           "balanced")}
+HEAD_INITS = ("glorot_uniform", "fan_in_uniform")
 OPTIMIZERS = ("adadelta", "sgd", "adam")
 
 
@@ -73,14 +86,22 @@ def train_settings(given: dict[str, Any] | None, key: str,
     need(s["steps_per_epoch"] is None or (is_int(s["steps_per_epoch"]) and s["steps_per_epoch"] >= 1),
          "steps_per_epoch", "null or a positive integer")
     need(s["optimizer"] in OPTIMIZERS, "optimizer", f"one of {list(OPTIMIZERS)}")
-    for k in ("lr", "scale"):
-        need(isinstance(s[k], (int, float)) and s[k] > 0, k, "a positive number")
+    for k in ("lr", "scale", "eps"):
+        need(isinstance(s[k], (int, float)) and not isinstance(s[k], bool) and s[k] > 0, k, "a positive number")
+    need(isinstance(s["rho"], (int, float)) and 0 <= s["rho"] < 1, "rho", "a number in [0, 1)")
+    need(isinstance(s["flip_prob"], (int, float)) and 0 <= s["flip_prob"] <= 1, "flip_prob", "a number in [0, 1]")
+    need(s["head_init"] in HEAD_INITS, "head_init", f"one of {list(HEAD_INITS)}")
     for k in ("momentum", "weight_decay", "margin"):
         need(isinstance(s[k], (int, float)) and s[k] >= 0, k, "a number >= 0")
     need(s["head"] == "softmax" or s["head"] in HEADS, "head", f"one of {['softmax', *sorted(HEADS)]}")
     for k in ("flip", "balanced"):
         need(isinstance(s[k], bool), k, "true or false")
     return s
+
+
+def deviations(settings: dict[str, Any]) -> list[str]:
+    """The keys of ``settings`` whose value differs from FaceCure's recipe (sorted)."""
+    return sorted(k for k, v in FACECURE.items() if settings.get(k) != v)
 
 
 # ---------------------------------------------------------------------------
@@ -104,8 +125,9 @@ def balanced_batch(targets: torch.Tensor, n_classes: int, batch: int, g: torch.G
     return order[offsets[cls] + within]
 
 
-def flip_batch(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    flip = torch.rand(x.shape[0], generator=g) < 0.5
+def flip_batch(x: torch.Tensor, g: torch.Generator, p: float = 0.5) -> torch.Tensor:
+    """Flip each picture of ``x`` horizontally with probability ``p`` (independently)."""
+    flip = torch.rand(x.shape[0], generator=g) < p
     return torch.where(flip.view(-1, 1, 1, 1).to(x.device), x.flip(-1), x)
 
 
@@ -113,12 +135,16 @@ def flip_batch(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 # heads and the training loop
 # ---------------------------------------------------------------------------
 class SoftmaxHead(nn.Module):
-    """Plain linear classifier (the original's Dense + softmax); same interface as the margin heads."""
+    """Plain linear classifier (Keras' Dense + softmax in FaceCure); same interface as the margin
+    heads. ``init``: ``glorot_uniform`` (Keras Dense: U(+-sqrt(6 / (dim + classes))), FaceCure's)
+    or ``fan_in_uniform`` (U(+-1/sqrt(dim))); the bias starts at zero either way."""
 
-    def __init__(self, dim: int, n_classes: int, g: torch.Generator):
+    def __init__(self, dim: int, n_classes: int, g: torch.Generator, init: str = "glorot_uniform"):
         super().__init__()
         self.linear = nn.Linear(dim, n_classes)
-        bound = 1.0 / math.sqrt(dim)
+        if init not in HEAD_INITS:
+            raise ValueError(f"head init {init!r} not in {HEAD_INITS}")
+        bound = math.sqrt(6.0 / (dim + n_classes)) if init == "glorot_uniform" else 1.0 / math.sqrt(dim)
         with torch.no_grad():
             self.linear.weight.copy_(torch.rand(n_classes, dim, generator=g) * 2 * bound - bound)
             self.linear.bias.zero_()
@@ -145,7 +171,7 @@ class _MarginWrap(nn.Module):
 
 def make_head(kind: str, dim: int, n_classes: int, settings: dict[str, Any], g: torch.Generator) -> nn.Module:
     if kind == "softmax":
-        return SoftmaxHead(dim, n_classes, g)
+        return SoftmaxHead(dim, n_classes, g, settings.get("head_init", "glorot_uniform"))
     return _MarginWrap(HEADS[kind](dim, n_classes, scale=settings["scale"], margin=settings["margin"],
                                    generator=g))
 
@@ -153,7 +179,8 @@ def make_head(kind: str, dim: int, n_classes: int, settings: dict[str, Any], g: 
 def make_optimizer(params, settings: dict[str, Any]) -> torch.optim.Optimizer:
     kind, lr, wd = settings["optimizer"], settings["lr"], settings["weight_decay"]
     if kind == "adadelta":
-        return torch.optim.Adadelta(params, lr=lr, rho=0.95, eps=1e-7, weight_decay=wd)
+        return torch.optim.Adadelta(params, lr=lr, rho=settings.get("rho", 0.95), eps=settings.get("eps", 1e-7),
+                                    weight_decay=wd)
     if kind == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=wd)
     return torch.optim.SGD(params, lr=lr, momentum=settings["momentum"], weight_decay=wd)
@@ -207,7 +234,7 @@ def fit(model: Extractor, images: torch.Tensor, targets: torch.Tensor, n_classes
                         idx = perm[:bs]
                 x = images[idx].to(dev).float().div_(255.0)
                 if settings["flip"]:
-                    x = flip_batch(x, g)
+                    x = flip_batch(x, g, settings.get("flip_prob", 0.25))
                 y = targets[idx].to(dev)
                 logits, plain = head(model(x), y)
                 loss = F.cross_entropy(logits, y)

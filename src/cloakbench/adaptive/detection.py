@@ -2,8 +2,9 @@
 
 The trainer cloaks the public identities' training pictures itself and trains a binary
 detector on (clean, cloaked) pairs; it can then drop (or down-weight) scraped pictures that
-look cloaked. The original study fine-tuned an ImageNet-pretrained CNN and reached about 99.8 %
-precision and recall. No ImageNet weights can be downloaded here, so two detectors are offered:
+look cloaked. The paper (Radiya-Dixit et al., ICLR 2022) reports that cloaked pictures can be
+detected, but its code (github.com/ftramer/FaceCure) has no detection script: the detectors and
+their recipes below are cloakbench's own, not a reimplementation. Three detectors are offered:
 
 * ``cnn``: a small CNN trained from scratch on the picture's high-pass residual ``x - box3(x)``
   (amplified x20), the classic steganalysis front end: a cloak is a faint, pixel-level signal
@@ -18,9 +19,10 @@ precision and recall. No ImageNet weights can be downloaded here, so two detecto
   statistics (energy and tails of ``x - blur(x)`` and of the Laplacian, per channel, and the
   total variation) see the perturbation itself whatever model it targeted. ``inputs:
   embedding`` or ``stats`` isolates either part.
-* ``finetune``: the original's recipe with a face model in place of ImageNet weights: a
-  pretrained, differentiable registry extractor plus a two-way linear head, fine-tuned end to
-  end (:func:`cloakbench.adaptive._train.fit`, balanced clean/cloaked batches, flips).
+* ``finetune``: the usual transfer-learning recipe for a binary image classifier, with a face
+  model as the pretrained network (no ImageNet weights can be downloaded here): a pretrained,
+  differentiable registry extractor plus a two-way linear head, fine-tuned end to end
+  (:func:`cloakbench.adaptive._train.fit`, balanced clean/cloaked batches, flips).
 
 Measured on the 40-identity demo (fawkes_v10 public pairs, 125 + 125 pictures; tested on 56
 cloaked protected vs 377 clean unseen pictures): ``cnn`` at 6 epochs ROC AUC 0.59, at 100 epochs
@@ -290,7 +292,9 @@ def _train_cnn(name, s, images, y, *, seed, device) -> Detector:
 def _finetune_settings(name: str, s: dict[str, Any]) -> dict[str, Any]:
     """The end-to-end training settings of a ``finetune`` detector (validated like any training)."""
     given = {k: s[k] for k in ("epochs", "batch_size", "steps_per_epoch", "optimizer", "lr", "flip")}
-    return _train.train_settings({**given, "head": "softmax", "balanced": True},
+    # Not FaceCure's identity recipe: this detector keeps flips at rate 0.5 and the fan-in head.
+    return _train.train_settings({**given, "head": "softmax", "balanced": True, "flip_prob": 0.5,
+                                  "head_init": "fan_in_uniform"},
                                  f"adaptive.detection.detectors.{name}")
 
 

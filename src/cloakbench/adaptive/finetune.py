@@ -2,11 +2,21 @@
 
 Beside 1-NN and the linear probe on frozen features (:mod:`cloakbench.evaluate`), the study's
 third recogniser fine-tunes the whole extractor with a linear softmax head over every identity
-of the scraped training set (FaceCure's ``eval_e2e.py``: cross-entropy, Adadelta, batch 32,
-10 epochs, random horizontal flips, identities sampled evenly). Its predictions on the test
-pictures go through :func:`cloakbench.evaluate.protection_metrics`, so its records have the
-same shape as the other classifiers' (classifier name ``finetune``) and the report can put
-them in the same tables.
+of the scraped training set (FaceCure's ``eval_e2e.py``; recipe: :data:`._train.TRAIN_DEFAULTS`).
+Its predictions on the test pictures go through :func:`cloakbench.evaluate.protection_metrics`,
+so its records have the same shape as the other classifiers' and the report can put them in the
+same tables.
+
+Two variants (``adaptive.finetune.variants``), each its own records:
+
+* ``oblivious`` (classifier ``finetune``): the scraped training set as it is (``eval_e2e.py``).
+* ``adaptive`` (classifier ``finetune_adaptive``; ``eval_e2e.py --robust``): the trainer adds
+  the *public* identities' training pictures cloaked by itself (perturb's ``public`` subset of
+  each cloak in ``adaptive.finetune.adaptive_cloaks``, default FaceCure's three) to those
+  identities' pools. Never a protected user's picture: the pairs come from
+  :func:`.robust.robust_training_pairs` (public identities only), and the manifest of reads is
+  checked after training (every read that is not a scraped picture must be a public
+  identity's), as robust training's is.
 """
 
 from __future__ import annotations
@@ -21,6 +31,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..data.roles import check_not_protected
+from ..data.scrape import collect_shards
+from ..errors import DataError
 from ..evaluate import evaluation_settings, protection_metrics
 from ..extractors.base import Extractor
 from ..extractors.registry import build_extractor
@@ -28,10 +41,13 @@ from ..images import read_pictures
 from ..records import Record, write_records
 from ..workflow import resolve_device
 from . import _train
+from .robust import identity_of_path, robust_training_pairs
 
 log = logging.getLogger(__name__)
 
 CLASSIFIER = "finetune"
+#: ``adaptive.finetune.variants`` -> the records' classifier label.
+VARIANTS = {"oblivious": CLASSIFIER, "adaptive": "finetune_adaptive"}
 
 
 @dataclass
@@ -49,7 +65,7 @@ def finetune_classify(model: Extractor, train: Sequence[tuple[str | Path, str]],
                       log_read_paths: list[str] | None = None) -> FinetuneResult:
     """Fine-tune ``model`` + a linear head on (path, identity) pairs; predict ``test_paths``.
 
-    ``settings`` override ``_train.TRAIN_DEFAULTS`` (the original's recipe). ``model`` is
+    ``settings`` override ``_train.TRAIN_DEFAULTS`` (FaceCure's recipe). ``model`` is
     trained in place (pass a fresh copy if it is used elsewhere).
     """
     t0 = time.time()
@@ -72,17 +88,24 @@ def finetune_classify(model: Extractor, train: Sequence[tuple[str | Path, str]],
 
 def finetune_evaluate(scrape: pd.DataFrame, model: Extractor, *, settings: dict[str, Any],
                       train_settings: dict[str, Any] | None = None, bootstrap: int, seed: int,
-                      device: str = "cpu") -> list[Record]:
-    """One evaluation record (classifier ``finetune``) for a scrape table, like :func:`evaluate.evaluate`'s.
+                      device: str = "cpu", augment: "Augmentation | None" = None) -> list[Record]:
+    """One evaluation record for a scrape table, like :func:`evaluate.evaluate`'s: classifier
+    ``finetune``, or ``finetune_adaptive`` when ``augment`` (the adaptive trainer's public
+    cloaked pictures, :func:`adaptive_augmentation`) is given.
 
     ``settings`` must hold ``cloak`` and ``extractor`` (as for ``evaluate``); the training
-    hyperparameters are added to it under ``finetune``.
+    hyperparameters are added to it under ``finetune``, their differences from FaceCure's under
+    ``finetune_deviations`` and the variant under ``finetune_variant``.
     """
     table = scrape.sort_values("image_id").reset_index(drop=True)
     tr = table[table["split"] == "train"]
     te = table[table["split"] != "train"]
-    result = finetune_classify(model, list(zip(tr["path"], tr["identity"])), list(te["path"]),
-                               seed=seed, device=device, settings=train_settings)
+    train = list(zip(tr["path"], tr["identity"]))
+    reads: list[str] = []
+    if augment is not None:
+        train += augment.pairs
+    result = finetune_classify(model, train, list(te["path"]), seed=seed, device=device,
+                               settings=train_settings, log_read_paths=reads)
     y_true = te["identity"].to_numpy()
     metrics = protection_metrics(y_true, result.predictions.astype(str), te["role"].to_numpy(),
                                  bootstrap=bootstrap, seed=seed)
@@ -90,27 +113,87 @@ def finetune_evaluate(scrape: pd.DataFrame, model: Extractor, *, settings: dict[
     metrics["n_train_cloaked"] = int(tr["cloaked"].sum())
     metrics["train_history"] = result.history
     metrics["seconds"] = result.seconds
+    variant = "oblivious" if augment is None else "adaptive"
+    extra: dict[str, Any] = {"finetune_variant": variant}
+    if augment is not None:
+        scraped = set(map(str, tr["path"])) | set(map(str, te["path"]))
+        extra_reads = [r for r in reads if r not in scraped]
+        augment.check_reads(extra_reads)
+        metrics["n_train_augmented"] = len(augment.pairs)
+        metrics["n_train_augmented_per_cloak"] = augment.per_cloak()
+        metrics["augmented_reads"] = len(extra_reads)
+        metrics["augmented_protected_reads"] = 0
+        extra["adaptive_cloaks"] = list(augment.cloaks)
     rec = Record.make("evaluation", {"cloak": settings["cloak"], "extractor": settings["extractor"],
-                                     "classifier": CLASSIFIER},
-                      settings={**settings, "finetune": result.settings}, metrics=metrics)
+                                     "classifier": VARIANTS[variant]},
+                      settings={**settings, "finetune": result.settings,
+                                "finetune_deviations": _train.deviations(result.settings), **extra},
+                      metrics=metrics)
     log.info("%s: protection %.3f [%.3f, %.3f], clean accuracy %.3f", rec.experiment,
              metrics["protection"], *metrics["protection_ci95"], metrics["clean_accuracy"])
     return [rec]
+
+
+@dataclass
+class Augmentation:
+    """The adaptive trainer's additions to the end-to-end training set: (path, identity) pairs of
+    public identities' pictures it cloaked itself, the cloak of each, and the identities' roles."""
+    pairs: list[tuple[str, str]]
+    cloak_of: list[str]
+    cloaks: list[str]
+    roles: pd.DataFrame
+
+    def per_cloak(self) -> dict[str, int]:
+        return {c: self.cloak_of.count(c) for c in self.cloaks}
+
+    def check_reads(self, reads: Sequence[str]) -> None:
+        """Every read beyond the scraped set must be a public identity's picture (DataError otherwise)."""
+        role_of = dict(zip(self.roles["identity"], self.roles["role"]))
+        bad = [r for r in reads if role_of.get(identity_of_path(r)) != "public"]
+        if bad:
+            raise DataError(f"adaptive end-to-end training read {len(bad)} pictures that are not a public "
+                            f"identity's (a protected user's, or unknown), e.g. {bad[:3]}")
+
+
+def adaptive_augmentation(manifest: pd.DataFrame, roles: pd.DataFrame, dataset_dir: str | Path,
+                          cloaked: dict[str, pd.DataFrame]) -> Augmentation:
+    """The public identities' training pictures cloaked by the trainer (``cloaked``: {cloak: table
+    of its ``public`` shards, image_id + path}), like robust training's cloaked pairs. A protected
+    user's row in ``cloaked`` is ignored; one that slipped through would raise."""
+    pairs = robust_training_pairs(manifest, roles, dataset_dir, cloaked)
+    check_not_protected({y for _, y in pairs.cloaked}, roles, what="adaptive end-to-end training")
+    if not pairs.cloaked:
+        raise DataError(f"adaptive end-to-end training: no public picture cloaked by {list(cloaked)} was found")
+    return Augmentation([(str(p), str(y)) for p, y in pairs.cloaked], list(pairs.cloak_of), list(cloaked), roles)
 
 
 def run_finetune_evaluate(*, scrape: str | Path, out: str | Path, cloak: str, extractor: str,
                           extractor_spec: dict[str, Any], checkpoint: str | Path | None,
                           cloak_spec: dict[str, Any] | None, train: dict[str, Any],
                           evaluate_cfg: dict[str, Any], scrape_cfg: dict[str, Any], dataset_cfg: dict[str, Any],
-                          seed: int, device: str) -> list[Record]:
-    """Rule ``finetune_evaluate``: the end-to-end classifier for one (cloak, extractor) -> ``out``."""
+                          seed: int, device: str, adaptive_cloaks: Sequence[str] = (),
+                          shards: Sequence[str | Path] = (), manifest: str | Path | None = None,
+                          roles: str | Path | None = None, images: str | Path | None = None) -> list[Record]:
+    """Rules ``finetune_evaluate`` / ``finetune_adaptive_evaluate``: the end-to-end classifier for
+    one (cloak, extractor) -> ``out``. With ``adaptive_cloaks`` (the adaptive variant), ``shards``
+    are those cloaks' ``public`` shard folders, cloak by cloak (equally many each), and
+    ``manifest``, ``roles``, ``images`` (the dataset's ``images`` folder) are needed."""
     device = resolve_device(device)
     table = pd.read_parquet(scrape)
+    augment = None
+    if adaptive_cloaks:
+        if manifest is None or roles is None or images is None or not shards:
+            raise ValueError("adaptive end-to-end: manifest, roles, images and shards are needed")
+        shards = list(shards)
+        n = len(shards) // len(adaptive_cloaks)
+        cloaked = {c: collect_shards(shards[i * n:(i + 1) * n]) for i, c in enumerate(adaptive_cloaks)}
+        augment = adaptive_augmentation(pd.read_parquet(manifest), pd.read_parquet(roles), Path(images).parent,
+                                        cloaked)
     model = build_extractor(extractor, extractor_spec, checkpoint=checkpoint, device=device)
     settings = evaluation_settings(cloak=cloak, extractor=extractor, extractor_spec=extractor_spec,
                                    cloak_spec=cloak_spec, seed=seed, scrape_cfg=scrape_cfg,
                                    evaluate_cfg=evaluate_cfg, dataset_cfg=dataset_cfg, scrape=table)
     records = finetune_evaluate(table, model, settings=settings, train_settings=train,
-                                bootstrap=evaluate_cfg["bootstrap"], seed=seed, device=device)
+                                bootstrap=evaluate_cfg["bootstrap"], seed=seed, device=device, augment=augment)
     write_records(records, out)
     return records

@@ -3,9 +3,11 @@
 The trainer has black-box access to the cloaking tool. It cloaks the pictures of the *public*
 identities (people it may photograph and label itself; never a protected user) and fine-tunes a
 differentiable extractor end to end, through a classification head over those identities, on
-their clean training pictures plus the cloaked copies from every cloak it has (the original,
-FaceCure's ``train_robust_features.py``: cross-entropy, batch 32, 10 epochs, random horizontal
-flips, identities drawn uniformly per batch, Adadelta). The cloak's perturbation then no longer
+their clean training pictures plus the cloaked copies from every cloak it has, as FaceCure's
+``train_robust_features.py`` does: each public identity's pool holds its clean training
+pictures and every cloak's copy of them; a batch draws identities uniformly, then a picture of
+the pool (recipe: :data:`._train.TRAIN_DEFAULTS`). FaceCure's trainer has Fawkes v1.0, LowKey
+and Fawkes v0.3, the default ``cloaks`` here. The cloak's perturbation then no longer
 moves the fine-tuned features, so a protected user's cloaked training pictures land where their
 clean test pictures do.
 
@@ -15,9 +17,10 @@ In the pipeline a robust extractor is an ordinary extractor entry of type ``robu
       sface_robust:
         type: robust
         base: sface           # a differentiable configured extractor to start from
-        cloaks: [pgd]         # the cloaks the trainer has (their `public` subset is perturbed)
+        cloaks: [pgd]         # the cloaks the trainer has (their `public` subset is perturbed);
+                              # absent = every configured cloak of FaceCure's three types
         release_date: 2022-03-01
-        train: {epochs: 10}   # see cloakbench.adaptive._train.TRAIN_DEFAULTS
+        train: {epochs: 10}   # see cloakbench.adaptive._train.TRAIN_DEFAULTS (FaceCure's recipe)
 
 Its checkpoint comes from the rule ``robust_train`` (``results/extractors/<name>.pt``, a plain
 state dict of the base architecture, plus ``.json`` metadata and a ``.reads.parquet`` manifest of
@@ -79,6 +82,8 @@ def check_robust_spec(name: str, spec: dict[str, Any], extractors: dict[str, dic
         raise ConfigError(f"extractors.{name}.base: '{base}' ({base_cls.type_name}) is not "
                           "differentiable, so it cannot be fine-tuned end to end")
     names = spec.get("cloaks")
+    if names is None:
+        names = facecure_cloaks(cloaks, f"extractors.{name}.cloaks")
     if not isinstance(names, list) or not names or not all(isinstance(c, str) for c in names):
         raise ConfigError(f"extractors.{name}.cloaks: a non-empty list of configured cloaks "
                           f"(configured: {', '.join(cloaks) or 'none'}), got {names!r}")
@@ -91,6 +96,22 @@ def check_robust_spec(name: str, spec: dict[str, Any], extractors: dict[str, dic
                               "cloak's own pictures (a cycle)")
     train = _train.train_settings(spec.get("train"), f"extractors.{name}.train")
     return {"base": base, "base_spec": copy.deepcopy(base_spec), "cloaks": list(names), "train": train}
+
+
+#: The cloak types FaceCure's adaptive trainer has (``--public-attack-dirs``: Fawkes v1.0, LowKey,
+#: Fawkes v0.3 cloaked copies of the public identities' pictures).
+FACECURE_CLOAK_TYPES = ("fawkes_v10", "lowkey", "fawkes_v03")
+
+
+def facecure_cloaks(cloaks: dict[str, dict[str, Any]], key: str) -> list[str]:
+    """Every configured cloak of FaceCure's three types (config order): the default ``cloaks`` of
+    an adaptive trainer; ConfigError naming ``key`` when none is configured."""
+    names = [c for c, s in cloaks.items() if (s or {}).get("type") in FACECURE_CLOAK_TYPES]
+    if not names:
+        raise ConfigError(f"{key}: not given, and no cloak of FaceCure's types {list(FACECURE_CLOAK_TYPES)} "
+                          f"is configured (configured: {', '.join(cloaks) or 'none'}); list the cloaks "
+                          "the trainer applies to the public identities' pictures")
+    return names
 
 
 def robust_extractor_names(extractors: dict[str, dict[str, Any]]) -> list[str]:
@@ -205,7 +226,7 @@ def robust_finetune(model: Extractor, clean: Sequence[tuple[str | Path, str]],
     per_cloak = pd.Series(list(cloak_of)).value_counts().to_dict() if cloak_of is not None else {}
     meta = {
         "extractor": model.name, "type": getattr(model, "type_name", ""), "seed": int(seed),
-        "settings": s, "identities": len(identities), "identity_names": identities,
+        "settings": s, "deviations": _train.deviations(s), "identities": len(identities), "identity_names": identities,
         "n_clean": len(clean), "n_cloaked": len(cloaked),
         "n_cloaked_per_cloak": {str(k): int(v) for k, v in per_cloak.items()},
         "history": history, "final_loss": history[-1]["loss"],

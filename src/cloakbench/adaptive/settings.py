@@ -14,7 +14,8 @@ from ..errors import ConfigError
 from ..extractors.registry import extractor_class
 from . import _train
 from .detection import NEEDS_EXTRACTOR, detector_settings
-from .robust import expand_robust_specs
+from .finetune import VARIANTS
+from .robust import expand_robust_specs, facecure_cloaks
 
 
 def _names(value: Any, known: list[str], key: str, what: str) -> list[str]:
@@ -34,12 +35,20 @@ def _require_differentiable(config: dict[str, Any], name: str, key: str) -> None
                           "fine-tuned end to end")
 
 
+def _variants(value: Any) -> list[str]:
+    value = ["oblivious"] if value is None else value
+    bad = [v for v in value if v not in VARIANTS]
+    if bad or not value or len(set(value)) != len(value):
+        raise ConfigError(f"adaptive.finetune.variants: distinct names among {list(VARIANTS)}, got {value!r}")
+    return list(value)
+
+
 def check_adaptive_config(config: dict[str, Any]) -> dict[str, Any]:
     """Validate ``config['adaptive']`` (defaults already filled by the schema) and the robust
     extractor entries. Returns the resolved plan::
 
         {robust: {name: {base, base_spec, cloaks, train}},
-         finetune: {extractors, cloaks, train}, detection: {detectors: {name: settings},
+         finetune: {extractors, cloaks, train, variants, adaptive_cloaks}, detection: {detectors: {name: settings},
          train_cloaks, test_cloaks}, timetravel: {pairs: [(old, new)], switch_fraction,
          extractors}, combine: {pairs: [(accurate, robust)], cloaks, quantile, sweep},
          public_cloaks: cloaks whose `public` subset must be perturbed}
@@ -54,7 +63,16 @@ def check_adaptive_config(config: dict[str, Any]) -> dict[str, Any]:
         "extractors": _names(ft.get("extractors") or [], extractors, "adaptive.finetune.extractors", "extractor"),
         "cloaks": _names(ft.get("cloaks"), ["none"] + cloaks, "adaptive.finetune.cloaks", "cloak"),
         "train": _train.train_settings(ft.get("train"), "adaptive.finetune.train"),
+        "variants": _variants(ft.get("variants")),
+        "adaptive_cloaks": [],
     }
+    if "adaptive" in finetune["variants"] and finetune["extractors"]:
+        given = ft.get("adaptive_cloaks")
+        finetune["adaptive_cloaks"] = (
+            facecure_cloaks(config.get("cloaks") or {}, "adaptive.finetune.adaptive_cloaks") if given is None
+            else _names(given, cloaks, "adaptive.finetune.adaptive_cloaks", "cloak"))
+        if not finetune["adaptive_cloaks"]:
+            raise ConfigError("adaptive.finetune.adaptive_cloaks: the adaptive variant needs at least one cloak")
     for name in finetune["extractors"]:
         _require_differentiable(config, name, "adaptive.finetune.extractors")
 
@@ -101,7 +119,8 @@ def check_adaptive_config(config: dict[str, Any]) -> dict[str, Any]:
     combine = {"pairs": cpairs, "cloaks": _names(cb.get("cloaks"), cloaks, "adaptive.combine.cloaks", "cloak"),
                "quantile": float(cb.get("quantile", 0.9)), "sweep": [float(q) for q in cb.get("sweep") or []]}
 
-    public = sorted({c for r in robust.values() for c in r["cloaks"]} | set(detection["train_cloaks"]),
+    public = sorted({c for r in robust.values() for c in r["cloaks"]} | set(detection["train_cloaks"])
+                    | set(finetune["adaptive_cloaks"]),
                     key=cloaks.index)
     return {"robust": robust, "finetune": finetune, "detection": detection, "timetravel": timetravel,
             "combine": combine, "public_cloaks": public}

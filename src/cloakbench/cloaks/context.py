@@ -99,8 +99,9 @@ def context_from_dataset(extractors: Sequence[Extractor], *, identity: str,
     names = sorted(roles.loc[roles["role"] == candidate_role, "identity"].astype(str))
     if not names:
         raise DataError(f"no identity has role '{candidate_role}' in the roles table: Fawkes v0.3 "
-                        "draws its target among them. Set users.public_fraction > 0, or the "
-                        "cloak's candidate_role to another role")
+                        "draws its target among them. Reserve a target pool (users.target_pool) "
+                        "for role target_pool, set users.public_fraction > 0 for role public, "
+                        "or set the cloak's candidate_role to another role")
     key = (str(dataset_dir), candidate_role, max_pictures, tuple(names),
            tuple(ex.name for ex in extractors))
     candidates = cache.get(key) if cache is not None else None

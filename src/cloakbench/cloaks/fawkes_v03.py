@@ -12,43 +12,58 @@ trains a face classifier on top of a feature extractor. The user knows some extr
 so the classifier learns the wrong region for the user and misses their clean photos.
 It is a data-poisoning defence, evaluated by training on cloaked pictures.
 
-Algorithm (defaults are the original's):
-1. Target identity (``prepare``): for every candidate identity, the minimum L2 distance
-   between its features and the user's pictures' features; the candidates are ranked
-   farthest first and one of the ``n_farthest`` (20) farthest is drawn at random
-   (seeded by the cloak's seed and the user's name).
-2. Target point per picture and model: ``t = f(x) + 2 * (mean f(target) - mean f(x))``,
-   i.e. past the target centroid (``overshoot`` = 2).
+Algorithm (the defaults follow the v0.3 release, github.com/Shawn-Shan/fawkes tag v0.3,
+fawkes/protection.py, utils.py ``select_target_label``, differentiator.py; the exceptions
+are listed below):
+1. Target identity (``prepare``): drawn from a target pool that is not a class of the
+   tracker's model (v0.3 shipped its own external target set; here ``users.target_pool``
+   reserves identities, role ``target_pool``, which scrape and every trainer leave out).
+   For every pool identity, the minimum L2 distance between its features and the user's
+   pictures' features; the identities are ranked farthest first and one of the
+   ``n_farthest`` (20) farthest is drawn at random (seeded by the cloak's seed and the
+   user's name). One target per user, as v0.3's command line (``--separate_target`` off).
+2. Target point per picture and model: ``t = f(x) + 2 * (f(t_img) - f(x))``, where
+   ``t_img`` is one picture of the target identity drawn at random for each cloaked
+   picture (v0.3 sampled one of the target's pictures per source picture and optimised
+   with batch size 1, so its "centre" of f(x) was f(x) itself). The draw is seeded by
+   the cloak's seed and the picture's pixels, so a picture gets the same target picture
+   in any batch or shard.
 3. Minimise, with Adadelta over a tanh parametrisation of the cloaked picture x',
    ``penalty * max(DSSIM(x, x') - rho, 0)^2 + sum_models ||f(x') - t|| / ||t||``,
-   penalty 1e6, DSSIM = (1 - SSIM) / 2 (Gaussian window 11, sigma 1.5). The learning
-   rate is multiplied by 0.8 every ``steps // 3`` steps, and the picture returned is the
-   step with the smallest feature term (the original's ``keep_final=False``).
+   penalty 1e6, DSSIM = (1 - SSIM) / 2 (Gaussian window 11, sigma 1.5), at 224x224
+   (``resolution: 224``: v0.3 resized every face crop to 224x224 and optimised and
+   measured DSSIM there; our 112 crop is upsampled bilinearly, cloaked, and downsampled
+   back with antialiasing; the perturb stage records the DSSIM of the published crop).
+   The learning rate is multiplied by 0.8 every ``steps // 3`` steps, and the picture
+   returned is the step with the smallest feature term (``keep_final=False``).
 
 Budget: DSSIM <= rho, enforced only softly by the quadratic penalty (a picture can end a
 little above rho: the original never checked it). No L-inf bound.
 
 Modes (rho, steps, lr): min (0.002, 20, 40), low (0.003, 50, 35), mid (0.005, 200, 20),
-high (0.008, 500, 10, the default here), ultra (0.01, 1000, 8). Each value can be
-overridden; the record lists what was.
+high (0.008, 500, 10, the default here), ultra (0.01, 1000, 8), as v0.3's ``mode2param``.
+Each value can be overridden; the record lists what was (``overridden``).
 
-Where this differs from v0.3, and why:
-- Resolution. v0.3 cropped faces to 224x224 and optimised there. Our dataset's aligned
-  crops are 112x112, and they are what a scraper takes, so by default we optimise the
-  112x112 crop itself (``resolution: null``; DSSIM is then measured on what is
-  published). ``resolution: 224`` reproduces the original's working size: the crop is
-  upsampled (bilinear), cloaked at 224 (DSSIM measured there, as the original did), and
-  downsampled back (antialiased bilinear); the DSSIM of the published 112 crop is
-  recorded by the perturb stage.
-- Candidate features. v0.3 shipped one embedding per identity of its own target set and
-  compared raw concatenated features; we use the study's public identities and compare
-  per-model L2-normalised features (centroid of the normalised features per identity),
-  because our ensembles mix models whose embedding scales are unrelated.
-- Target point. v0.3 optimised one picture at a time with one random picture of the
-  target per source picture, so "mean" was over a batch of one; the issue that specified
-  this reimplementation asks for the centroids. ``source_center: user`` (default) uses the
-  user's centroid for ``mean f(x)``; ``source_center: image`` uses ``f(x)`` itself (the
-  original's batch-of-one behaviour, t = 2 mean f(target) - f(x)).
+Options that deviate from v0.3 (each recorded in ``overridden`` when set):
+- ``target_point: centroid``: f(t_img) replaced by the mean of the target's pictures'
+  features; ``source_center: user``: f(x) in the shift replaced by the user's centroid
+  (t = f(x) + 2 (mean f(target) - mean f(user))). These were this module's earlier defaults.
+- ``resolution: null``: optimise the 112x112 crop itself (DSSIM measured on what is
+  published) instead of 224x224.
+- ``candidate_role: public`` (or ``other``): draw the target among identities that are
+  classes of the tracker's model (the study's public identities), not a reserved pool.
+
+Differences that remain with every setting:
+- Candidate features. v0.3 compared raw concatenated features of the user's pictures
+  against one precomputed embedding per identity of its target set; we embed at most
+  ``candidate_pictures`` (10, as the 10 pictures v0.3 fetched of its chosen target)
+  training pictures per pool identity and compare per-model L2-normalised features
+  (centroid of the normalised features per identity), because our ensembles mix models
+  whose embedding scales are unrelated.
+- v0.3 drew the target among the 20 farthest and each target picture with Python's
+  unseeded ``random``; here both draws are seeded. v0.3 sampled target pictures without
+  replacement (cycling the list when the user had more pictures); here each picture
+  draws independently.
 - Inputs are [0, 1] RGB; each extractor does its own resizing and normalisation (v0.3
   fed ImageNet-normalised BGR to its Keras models).
 """
@@ -61,7 +76,7 @@ from typing import Any, ClassVar, Mapping
 import torch
 import torch.nn.functional as F
 
-from .base import CUDA_GRAPH, FROM_MODE, Cloak, Param
+from .base import CUDA_GRAPH, FROM_MODE, Cloak, Param, picture_keys
 from .metrics import dssim
 from .optim import adadelta_update, from_tanh_space, to_tanh_space
 from .registry import register_cloak
@@ -76,6 +91,8 @@ MODES: dict[str, dict[str, Any]] = {
 
 # v0.3's modifier starts at this constant in tanh space (deterministic: no noise).
 INIT_MODIFIER = 1e-6
+# Offset of the per-picture draw of the target picture (distinct from the target draw's).
+TARGET_PICTURE_OFFSET = 7_919
 
 
 @register_cloak
@@ -101,21 +118,27 @@ class FawkesV03(Cloak):
         Param("penalty", float, 1e6, ge=0, doc="weight of the squared DSSIM excess"),
         Param("n_farthest", int, 20, ge=1,
               doc="the target is drawn among this many farthest candidates"),
-        Param("overshoot", float, 2.0, gt=0, doc="factor of the centroid shift in the target point"),
-        Param("source_center", str, "user", choices=("user", "image"),
-              doc="mean f(x) of the target point: the user's centroid, or f(x) itself"),
+        Param("overshoot", float, 2.0, gt=0, doc="factor of the shift in the target point"),
+        Param("target_point", str, "picture", choices=("picture", "centroid"),
+              doc="f(target) of the target point: one seeded random picture of the target "
+                  "identity per cloaked picture (as v0.3), or the target's centroid"),
+        Param("source_center", str, "image", choices=("image", "user"),
+              doc="f(x) of the target point: the picture's own features (as v0.3, which "
+                  "cloaked one picture at a time), or the user's centroid"),
         Param("lr_decay", float, 0.8, gt=0, le=1,
               doc="learning-rate factor applied every steps // 3 steps"),
-        Param("resolution", int, None, ge=32, nullable=True,
-              doc="optimise at this square size (224 as v0.3); null = the crop's size"),
+        Param("resolution", int, 224, ge=32, nullable=True,
+              doc="optimise and measure DSSIM at this square size (224 as v0.3); null = "
+                  "the crop's own size"),
         Param("adadelta_rho", float, 0.95, ge=0, lt=1,
               doc="TensorFlow 1's Adadelta rho (torch's 0.9 would change the step sizes)"),
         Param("adadelta_eps", float, 1e-8, gt=0, doc="TensorFlow 1's Adadelta epsilon"),
         Param("keep_best", bool, True,
               doc="return the step with the smallest feature term (as v0.3), else the last"),
-        Param("candidate_role", str, "public", check=lambda v: v != "",
-              accepted="a role name (public, other)",
-              doc="with the perturb stage's context, the target is drawn among this role"),
+        Param("candidate_role", str, "target_pool", check=lambda v: v != "",
+              accepted="a role name (target_pool, public, other)",
+              doc="with the perturb stage's context, the target is drawn among this role "
+                  "(target_pool: users.target_pool, never a class, as v0.3's own target set)"),
         Param("candidate_pictures", int, 10, ge=1,
               doc="training pictures embedded per candidate (v0.3 fetched 10 of its target)"),
         CUDA_GRAPH,
@@ -129,6 +152,9 @@ class FawkesV03(Cloak):
         self.target_identity: str | None = None
         self.target_ranking: list[tuple[str, float]] = []
         self._target_centroid: dict[str, torch.Tensor] = {}
+        self._target_features: dict[str, torch.Tensor] = {}
+        #: After a call: the index (among the target's pictures) used for each picture.
+        self.target_pictures: list[int] = []
         self._user_centroid: dict[str, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ setup
@@ -211,8 +237,9 @@ class FawkesV03(Cloak):
         self.user = user
         self.target_identity = target
         self.target_ranking = [(cand_ids[j], float(min_dist[j])) for j in order[:k]]
-        self._target_centroid = {n: candidates[target][n].detach().float().mean(0).to(self.device)
+        self._target_features = {n: candidates[target][n].detach().float().to(self.device)
                                  for n in names}
+        self._target_centroid = {n: f.mean(0) for n, f in self._target_features.items()}
         self._user_centroid = {n: user_feats[n].detach().float().mean(0).to(self.device)
                                for n in names}
 
@@ -222,6 +249,7 @@ class FawkesV03(Cloak):
             raise RuntimeError("fawkes_v03: call prepare(context) for the protected user before "
                                "cloaking (the target identity is chosen there)")
         size = tuple(x.shape[-2:])
+        target_feats = self._target_point_features(x)
         if self.resolution is not None and size != (self.resolution, self.resolution):
             x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear",
                               align_corners=False)
@@ -231,7 +259,7 @@ class FawkesV03(Cloak):
             for ex in self.extractors:
                 f = ex(x).float()
                 center = self._user_centroid[ex.name] if self.source_center == "user" else f
-                t = f + self.overshoot * (self._target_centroid[ex.name] - center)
+                t = f + self.overshoot * (target_feats[ex.name] - center)
                 targets.append(t)
                 scales.append(t.norm(dim=1))
 
@@ -284,6 +312,21 @@ class FawkesV03(Cloak):
             result = F.interpolate(result, size=size, mode="bilinear", align_corners=False,
                                    antialias=True)
         return result  # the template clamps to [0, 1]
+
+    def _target_point_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """f(target) per picture (B x D per model): the centroid, or with ``target_point:
+        picture`` the features of one picture of the target identity drawn per cloaked
+        picture from ``seed + offset + key(picture)`` (same draw in any batch or shard)."""
+        b = x.shape[0]
+        if self.target_point == "centroid":
+            self.target_pictures = []
+            return {n: c.expand(b, -1) for n, c in self._target_centroid.items()}
+        n_pics = next(iter(self._target_features.values())).shape[0]
+        idx = [int(torch.randint(n_pics, (1,), generator=self.generator(TARGET_PICTURE_OFFSET + k)))
+               for k in picture_keys(x)]
+        self.target_pictures = idx
+        sel = torch.tensor(idx, device=self.device)
+        return {n: f.index_select(0, sel) for n, f in self._target_features.items()}
 
     def record_extras(self) -> dict[str, Any]:
         return {"optimizer": "adadelta", "execution": self.execution,

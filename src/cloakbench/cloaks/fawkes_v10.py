@@ -10,7 +10,7 @@ Threat model: as Fawkes v0.3 (cloaked pictures poison a tracker's training set),
 user no longer picks a target identity: each picture's features are pushed away from
 where they were, for the extractors the user knows (the ensemble).
 
-Algorithm (defaults are the original's):
+Algorithm (defaults follow the original; every difference is stated where it occurs):
 - Cloaked picture x' parametrised in tanh space; every pixel change clipped to
   +-15/255 (``max_change``) before it reaches the models and the budget.
 - Maximise ``sum_models ||n(f(x')) - n(f(x))||^2 / ||n(f(x))||`` (n = L2 normalisation)

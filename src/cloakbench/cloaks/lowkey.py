@@ -12,7 +12,7 @@ The user knows an ensemble of extractors and pushes each picture's features away
 where they were on all of them, including through a Gaussian blur so the change survives
 smoothing.
 
-Algorithm (defaults are the original's):
+Algorithm (defaults follow the original; every difference is stated where it occurs):
 - Ensemble: every backbone appears twice, once behind a Gaussian blur (kernel 7,
   sigma 3, reflect padding) and once as is. For each entry the feature is
   ``n(F(v) + F(flip(v)))``: the sum of the picture's and its mirror image's embeddings,

@@ -5,6 +5,8 @@ protected user's training pictures, of which ``protected_fraction`` are replaced
 cloaked versions (seeded choice). Optional platform transforms (JPEG re-encoding,
 resize down and up) apply to every scraped training picture, as a photo platform would.
 Test set: everyone's clean test pictures (protected users' *unperturbed* future photos).
+Identities of role ``target_pool`` (Fawkes v0.3's external targets) are in neither set: they
+are never a class of the tracker's model.
 
 Pictures that differ from the clean dataset picture are written under ``images_dir``
 and listed with ``imageset = scraped-<cloak>``; the others point at the ``clean`` set, so
@@ -61,6 +63,7 @@ def scrape(manifest: pd.DataFrame, roles: pd.DataFrame, dataset_dir: str | Path,
     paths of the cloaked protected training pictures), or is None for the no-cloak baseline."""
     dataset_dir, images_dir = Path(dataset_dir), Path(images_dir)
     df = manifest.merge(roles, on="identity", how="left", validate="many_to_one")
+    df = df[df["role"] != "target_pool"].copy()  # v0.3's target pool is never a class
     df["cloaked"] = False
     df["imageset"] = "clean"
     df["path"] = [str(dataset_dir / p) for p in df["path"]]

@@ -5,7 +5,7 @@ heavy third-party imports happen inside the classes, so this stays cheap). The r
 factory live in :mod:`.registry`, the base class and its contract in :mod:`.base`.
 """
 
-from . import dlib_resnet, resnet, robust, sface, sface_insightface, small_cnn  # noqa: F401
+from . import dlib_resnet, onnx_generic, resnet, robust, sface, sface_insightface, small_cnn  # noqa: F401
 from . import paper  # noqa: F401  (MagFace, ArcFace ONNX, CLIP, FaceNet, evoLVe)
 from .base import Extractor, ExtractorInfo, resolve_weights
 from .embedding import embed_batches

@@ -69,6 +69,9 @@ class Extractor(nn.Module):
     # "euclidean" = same person when Euclidean distance <= threshold (``cloakbench audit``).
     verify_metric: ClassVar[str | None] = None
     verify_threshold: ClassVar[float | None] = None
+    #: Declared parameters of ``extractors.<name>.params`` (:mod:`cloakbench.params`); the
+    #: config check resolves them before any job. None by default (then ``params`` is refused).
+    params: ClassVar[tuple] = ()
 
     def __init__(self, name: str, spec: dict[str, Any] | None = None):
         super().__init__()

@@ -14,7 +14,7 @@ from ..records import Record
 from .relation import Relation, describe, relation
 from .tables import markdown_table, num, prot
 
-CLASSIFIER_ORDER = ["knn1", "linear", "finetune"]
+CLASSIFIER_ORDER = ["knn1", "linear", "finetune", "finetune_adaptive"]
 
 
 def _relation(rec: Record, cloak: str, cloak_spec: dict[str, Any] | None) -> tuple[Relation, str]:
@@ -58,13 +58,41 @@ def oblivious_vs_adaptive(records: Sequence[Record]) -> str:
     return "\n\n".join(parts)
 
 
+def end_to_end_table(records: Sequence[Record]) -> str:
+    """Per cloak x extractor: the oblivious end-to-end classifier (``finetune``) beside the
+    adaptive one (``finetune_adaptive``, trained with the public self-cloaked pictures), and the
+    robust extractors' protection on frozen features for the same cloak (1-NN / linear)."""
+    recs = _unique(records)
+    e2e = {(r.labels["cloak"], r.labels["extractor"], r.labels["classifier"]): r for r in recs
+           if r.labels["classifier"] in ("finetune", "finetune_adaptive")}
+    robust: dict[str, list[str]] = {}
+    for r in sorted(recs, key=lambda r: (r.labels["extractor"], r.labels["classifier"])):
+        if ((r.settings.get("extractor_info") or {}).get("type") == "robust"
+                and r.labels["classifier"] in ("knn1", "linear")):
+            robust.setdefault(r.labels["cloak"], []).append(
+                f"{r.labels['extractor']} {r.labels['classifier']} {num(r.metrics.get('protection'))}")
+    rows = []
+    for cloak, ext in sorted({(c, e) for c, e, _ in e2e}):
+        obl, ada = e2e.get((cloak, ext, "finetune")), e2e.get((cloak, ext, "finetune_adaptive"))
+        cloaks = ", ".join(ada.settings.get("adaptive_cloaks") or []) if ada else ""
+        rows.append([cloak, ext, prot(obl.metrics) if obl else "n/a",
+                     num(obl.metrics.get("clean_accuracy")) if obl else "n/a",
+                     prot(ada.metrics) if ada else "n/a", num(ada.metrics.get("clean_accuracy")) if ada else "n/a",
+                     cloaks, "; ".join(robust.get(cloak, [])) or "n/a"])
+    return markdown_table(["cloak", "extractor", "end-to-end, oblivious: protection (95 % CI)", "clean accuracy",
+                           "end-to-end, adaptive: protection (95 % CI)", "clean accuracy",
+                           "adaptive trainer's cloaks", "robust features (protection)"], rows)
+
+
 def robust_table(robust_meta: Sequence[dict[str, Any]]) -> str:
     rows = []
     for m in sorted(robust_meta, key=lambda m: m.get("name") or m.get("extractor") or ""):
         s = m.get("settings") or {}
         rows.append([str(m.get("name") or m.get("extractor")), str(m.get("base")), ", ".join(m.get("cloaks") or []),
                      str(m.get("identities")), str(m.get("n_clean")), str(m.get("n_cloaked")),
-                     f"{s.get('epochs')} x {s.get('optimizer')} (lr {s.get('lr')}, batch {s.get('batch_size')})",
+                     f"{s.get('epochs')} x {s.get('steps_per_epoch') or 'one pass'} steps, {s.get('optimizer')} "
+                     f"(lr {s.get('lr')}, batch {s.get('batch_size')})"
+                     + (f"; deviations from FaceCure: {', '.join(m['deviations'])}" if m.get("deviations") else ""),
                      num(m.get("head_acc_clean")), num(m.get("head_acc_cloaked")),
                      str(m.get("protected_reads", "n/a")), num(m.get("seconds"), 0)])
     return markdown_table(["robust extractor", "base", "cloaks used", "public identities", "clean pictures",
@@ -137,7 +165,15 @@ def adaptive_sections(records: Sequence[Record], *, finetune: Sequence[Record] =
                 "oblivious-future* = released before / after the cloak (by `release_date`); *adaptive* = a "
                 "robust extractor fine-tuned on public pictures cloaked by the listed cloaks. "
                 "`finetune` = the end-to-end classifier (extractor + linear head fine-tuned on the "
-                "scraped set).", "", oblivious_vs_adaptive(all_main), ""]
+                "scraped set); `finetune_adaptive` = the same with the public identities' self-cloaked "
+                "pictures added.", "", oblivious_vs_adaptive(all_main), ""]
+    if any(r.labels["classifier"] in ("finetune", "finetune_adaptive") for r in all_main):
+        out += ["### End-to-end training: oblivious vs adaptive", "",
+                "FaceCure's `eval_e2e.py`: `finetune` fine-tunes the extractor and a linear head on the "
+                "scraped training set; `finetune_adaptive` (`--robust`) adds the public identities' "
+                "pictures cloaked by the trainer itself (never a protected user's). Beside them, the "
+                "robust extractors (fine-tuned on the same kind of pictures) with frozen features.", "",
+                end_to_end_table(all_main), ""]
     if robust_meta:
         out += ["### Robust training", "", robust_table(robust_meta), ""]
     if detection:
