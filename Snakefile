@@ -34,5 +34,6 @@ rule all:
     input:
         "results/report.md",
         "results/summary.parquet",
+        "results/report/tables",  # one HTML file per table, for `snakemake --report`
         rules.adaptive.input,  # the adaptive trainer's records (rules/adaptive.smk)
     default_target: True

@@ -9,7 +9,8 @@ rule dataset_card:
         embeddings=expand("results/embeddings/{extractor}/clean.parquet", extractor=PLAN.card_extractors),
     output:
         card="results/dataset/card.json",
-        sheet="results/figures/contact_sheet.png",
+        sheet=report("results/figures/contact_sheet.png", caption="../report/captions/contact_sheet.rst",
+                     category="dataset", labels={"figure": "contact sheet"}),
     params:
         extractors=list(PLAN.card_extractors),
         types={n: PLAN["extractors"][n]["type"] for n in PLAN.card_extractors},

@@ -1,4 +1,9 @@
-# report: every record -> summary.parquet, report.md and figures.
+# report: every record -> summary.parquet, report.md, figures and one HTML file per table.
+# The report() flags put the figures and tables into `snakemake --report report.html` (one
+# self-contained file; captions in report/captions/, categories = the report's parts).
+report: "../report/workflow.rst"
+
+
 rule report:
     input:
         records=expand("results/records/{cloak}/{extractor}.json",
@@ -14,10 +19,17 @@ rule report:
     output:
         report="results/report.md",
         summary="results/summary.parquet",
-        heatmap="results/figures/protection_heatmap.png",
-        examples="results/figures/examples.png",
-        detection_roc="results/figures/detection_roc.png",
-        combinations="results/figures/combinations.png",
+        heatmap=report("results/figures/protection_heatmap.png", caption="../report/captions/heatmap.rst",
+                       category="protection", labels={"figure": "protection heatmap"}),
+        examples=report("results/figures/examples.png", caption="../report/captions/examples.rst",
+                        category="cloaks", labels={"figure": "clean vs cloaked examples"}),
+        detection_roc=report("results/figures/detection_roc.png", caption="../report/captions/detection_roc.rst",
+                             category="adaptive", labels={"figure": "detection ROC"}),
+        combinations=report("results/figures/combinations.png", caption="../report/captions/combinations.rst",
+                            category="adaptive", labels={"figure": "combinations"}),
+        tables=report(directory("results/report/tables"), patterns=["{category}__{table}.html"],
+                      caption="../report/captions/tables.rst", category="{category}",
+                      labels={"table": "{table}"}),
     params:
         cloaks=CLOAKS,
         shards=len(SHARDS),

@@ -8,4 +8,5 @@ with log_to(snakemake.log[0], snakemake.rule, snakemake.threads):
                finetune=list(i.adaptive_finetune), robust_meta=list(i.adaptive_robust_meta),
                detection=list(i.adaptive_detection), timetravel=list(i.adaptive_timetravel),
                combine=list(i.adaptive_combine), report=o.report, detection_roc=o.detection_roc,
-               combinations=o.combinations, cloaks=p.cloaks, n_shards=p.shards, examples=p.examples)
+               combinations=o.combinations, cloaks=p.cloaks, n_shards=p.shards, examples=p.examples,
+               tables_dir=o.tables)

@@ -64,6 +64,11 @@ class Extractor(nn.Module):
     differentiable: ClassVar[bool] = True
     # True for models whose weights are produced by the `train_extractor` rule.
     trained_in_pipeline: ClassVar[bool] = False
+    # Published verification threshold of a pretrained model on its raw embeddings (None when
+    # none is published): "cosine" = same person when cosine similarity >= threshold,
+    # "euclidean" = same person when Euclidean distance <= threshold (``cloakbench audit``).
+    verify_metric: ClassVar[str | None] = None
+    verify_threshold: ClassVar[float | None] = None
     #: Declared parameters of ``extractors.<name>.params`` (:mod:`cloakbench.params`); the
     #: config check resolves them before any job. None by default (then ``params`` is refused).
     params: ClassVar[tuple] = ()

@@ -242,6 +242,8 @@ class SFace(Extractor):
     std = SFACE_STD
     embedding_dim = 128
     differentiable = True
+    verify_metric = "cosine"     # OpenCV Zoo's SFace threshold (FaceRecognizerSF, FR_COSINE)
+    verify_threshold = 0.363
 
     def __init__(self, name: str = "sface", spec: dict[str, Any] | None = None):
         super().__init__(name, spec)

@@ -7,8 +7,10 @@ report's numbers come only from the records (no number is typed anywhere).
 
 from __future__ import annotations
 
+import html
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -43,12 +45,14 @@ def run_report(*, records: Sequence[str | Path], shards: Sequence[str | Path], m
                card: Sequence[str | Path], finetune: Sequence[str | Path], robust_meta: Sequence[str | Path],
                detection: Sequence[str | Path], timetravel: Sequence[str | Path], combine: Sequence[str | Path],
                report: str | Path, detection_roc: str | Path, combinations: str | Path, cloaks: Sequence[str],
-               n_shards: int, examples: int) -> pd.DataFrame:
+               n_shards: int, examples: int, tables_dir: str | Path | None = None) -> pd.DataFrame:
     """Rule ``report``: every record file -> ``report`` (``report.md``; ``summary.parquet`` and the
     main figures beside it) and the adaptive figures ``detection_roc`` and ``combinations``.
 
     ``shards``: the ``protected`` shard folders of ``cloaks``, cloak by cloak, ``n_shards`` each;
     ``card``: the dataset card's JSON, if one was made (a list of zero or one file).
+    ``tables_dir``: also write every table of the report as its own HTML file there (the
+    Snakemake HTML report's tables, see :func:`write_html_tables`).
     """
     shards = list(shards)
     figures = {c: collect_shards(shards[k * n_shards:(k + 1) * n_shards]) for k, c in enumerate(cloaks)}
@@ -63,8 +67,79 @@ def run_report(*, records: Sequence[str | Path], shards: Sequence[str | Path], m
     combinations_scatter_png(comb, combinations)
     if card:
         sections.append(dataset_card_section(json.loads(Path(card[0]).read_text()), "figures/contact_sheet.png"))
-    return write_report(evaluation + ft, Path(report).parent, cloak_figures=figures, example_rows=rows,
-                        extra_sections=sections)
+    summary = write_report(evaluation + ft, Path(report).parent, cloak_figures=figures, example_rows=rows,
+                           extra_sections=sections)
+    if tables_dir is not None:
+        write_html_tables(Path(report).read_text(), tables_dir)
+    return summary
+
+
+def _slug(text: str, limit: int = 60) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    if len(slug) > limit:  # cut at a word boundary
+        slug = slug[:limit].rsplit("-", 1)[0]
+    return slug or "section"
+
+
+#: the Snakemake report's category of each top-level (##) section of report.md, by heading start
+CATEGORIES = (("timeline", "protection"), ("protection", "protection"), ("cloak budgets", "cloaks"),
+              ("transfer", "cloaks"), ("the adaptive trainer", "adaptive"), ("dataset", "dataset"))
+
+
+def section_tables(markdown: str) -> list[tuple[str, str, str]]:
+    """Every section of the report (a ``##`` or ``###`` heading up to the next) that holds a
+    table, as ``(category, name, markdown)``; ``name`` = position + the heading's slug, so the
+    files sort in the report's order; images are left out (they are report items of their own)."""
+    sections: list[tuple[str, str, list[str]]] = []
+    category, heading, lines = "report", "", []
+    for line in markdown.splitlines():
+        m = re.match(r"^(#{2,3})\s+(.*)$", line)
+        if m:
+            sections.append((category, heading, lines))
+            heading, lines = m.group(2).strip(), [line]
+            if len(m.group(1)) == 2:
+                low = heading.lower()
+                category = next((c for start, c in CATEGORIES if low.startswith(start)), _slug(heading))
+        elif not line.startswith("!["):
+            lines.append(line)
+    sections.append((category, heading, lines))
+    out = []
+    for category, heading, lines in sections:
+        if heading and any(re.match(r"^\|\s*:?-{3,}", ln) for ln in lines):
+            out.append((category, f"{len(out) + 1:02d}-{_slug(heading)}", "\n".join(lines)))
+    return out
+
+
+_HTML_PAGE = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: sans-serif; font-size: 14px; margin: 1em; }}
+table {{ border-collapse: collapse; margin: 0.5em 0; }}
+th, td {{ border: 1px solid #bbb; padding: 3px 8px; text-align: left; }}
+th {{ background: #eee; }}
+</style></head>
+<body>
+{body}
+</body></html>
+"""
+
+
+def write_html_tables(markdown: str, tables_dir: str | Path) -> list[Path]:
+    """One standalone HTML file per table section of ``markdown`` (the report) in
+    ``tables_dir``, named ``<category>__<name>.html`` (see :func:`section_tables`)."""
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
+    tables_dir = Path(tables_dir)
+    tables_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for category, name, text in section_tables(markdown):
+        title = text.splitlines()[0].lstrip("#").strip()
+        path = tables_dir / f"{category}__{name}.html"
+        write_text(_HTML_PAGE.format(title=html.escape(title), body=md.render(text)), path)
+        written.append(path)
+    log.info("report: %d tables -> %s", len(written), tables_dir)
+    return written
 
 
 def write_report(records: Sequence[Record], out_dir: str | Path, *,
