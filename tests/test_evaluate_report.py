@@ -84,6 +84,7 @@ def test_report_numbers_come_from_records(tmp_path):
                            example_rows=[])
     text = (tmp_path / "out" / "report.md").read_text()
     assert "0.43 [" in text
+    assert "## Comparison with the paper (FaceCure)" in text and "protocol: `per_user`" in text
     assert summary.loc[0, "protection"] == 0.4321
     assert (tmp_path / "out" / "figures" / "protection_heatmap.png").stat().st_size > 1000
     assert pd.read_parquet(tmp_path / "out" / "summary.parquet").shape[0] == 1
