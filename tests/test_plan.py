@@ -57,7 +57,7 @@ def test_plan_resolves_what_the_rules_need():
     assert plan.shards == (0, 1)
     assert plan.detector_extractor("stats") is None and plan.detector_extractor("ft") == "cnn_2018"
     assert plan.imagesets("none") == ["clean"] and plan.imagesets("pgd") == ["clean", "scraped-pgd"]
-    assert plan.cloak_spec("none") is None and plan.cloak_spec("pgd")["params"]["steps"] == 4
+    assert plan.cloak_spec("none") is None and plan.cloak_spec("pgd")["params"]["steps"] == 8
     assert plan.ensemble("pgd") == ["sface"] and not plan.missing_inputs
     # platform re-encoding makes even the baseline's scraped pictures differ from the clean ones
     cfg = config()
