@@ -21,7 +21,10 @@ def scrape(tmp_path_factory):
     df["cloaked"] = False
     df["imageset"] = "clean"
     df["path"] = [str(dataset_dir / p) for p in df["path"]]
-    return df[["image_id", "identity", "role", "split", "cloaked", "imageset", "path"]]
+    df["clean_imageset"] = "clean"
+    df["clean_path"] = df["path"]
+    return df[["image_id", "identity", "role", "split", "cloaked", "imageset", "path", "clean_imageset",
+               "clean_path"]]
 
 
 def test_finetune_learns_and_is_deterministic(scrape):
@@ -36,7 +39,8 @@ def test_finetune_learns_and_is_deterministic(scrape):
 
 
 def test_finetune_records_match_evaluate_shape(scrape):
-    recs = finetune.finetune_evaluate(scrape, TinyTrainable(), settings={"cloak": "none", "extractor": "tiny"},
+    recs = finetune.finetune_evaluate(scrape, TinyTrainable(), settings={"cloak": "none", "extractor": "tiny",
+                                                                                "protocol": "per_user"},
                                       train_settings=FAST, bootstrap=10, seed=0)
     assert len(recs) == 1
     r = recs[0]
@@ -60,10 +64,12 @@ def test_run_finetune_evaluate_from_files(scrape, tmp_path):
     finetune.run_finetune_evaluate(
         scrape=tmp_path / "scrape.parquet", out=out, cloak="none", extractor="tiny",
         extractor_spec={"type": TinyTrainable.type_name}, checkpoint=None, cloak_spec=None, train=FAST,
-        evaluate_cfg={"classifiers": ["knn1"], "bootstrap": 5, "batch_size": 8}, scrape_cfg={},
+        evaluate_cfg={"classifiers": ["knn1"], "bootstrap": 5, "batch_size": 8, "features": "raw"},
+        scrape_cfg={"protocol": "per_user"},
         dataset_cfg={"root": "d"}, seed=1, device="cpu")
     (rec,) = read_records([out], kind="evaluation")
-    direct = finetune.finetune_evaluate(scrape, TinyTrainable(), settings={"cloak": "none", "extractor": "tiny"},
+    direct = finetune.finetune_evaluate(scrape, TinyTrainable(), settings={"cloak": "none", "extractor": "tiny",
+                                                                                "protocol": "per_user"},
                                         train_settings=FAST, bootstrap=5, seed=1)[0]
     assert rec.experiment == "none/tiny/finetune" and rec.settings["dataset"]["n_pictures"] == len(scrape)
     for key in ("protection", "clean_accuracy", "protection_per_user"):
@@ -127,3 +133,39 @@ def test_adaptive_e2e_reads_public_cloaked_pictures_and_never_a_protected_one(tm
     aug.check_reads(list(public["path"]))
     with pytest.raises(DataError, match="not a public identity's"):
         aug.check_reads(list(public["path"]) + [prot["path"].iloc[0]])
+
+
+def test_per_user_trains_one_model_per_protected_user_on_its_own_set(scrape, monkeypatch):
+    # only user u's training pictures are cloaked in u's set; the other protected user's are
+    # its clean pictures (clean_path); protection is read on u's own model
+    table = scrape.copy()
+    prot_train = (table["role"] == "protected") & (table["split"] == "train")
+    table.loc[prot_train, "cloaked"] = True
+    table.loc[prot_train, "imageset"] = "scraped-c"
+    table.loc[prot_train, "path"] = ["/cloaked/" + i for i in table.loc[prot_train, "image_id"]]
+    users = sorted(table.loc[prot_train, "identity"].unique())
+    calls = []
+
+    def fake(model, train, test_paths, **kw):
+        calls.append(dict(train))
+        test = table[table["split"] != "train"].sort_values("image_id")
+        user = users[len(calls) - 1] if len(calls) <= len(users) else None
+        # this model gets everyone right except its own protected user
+        pred = np.where(test["identity"] == user, "nobody", test["identity"]).astype(object)
+        return finetune.FinetuneResult(pred, [], [], {"optimizer": "x"}, 1.0)
+
+    monkeypatch.setattr(finetune, "finetune_classify", fake)
+    model = TinyTrainable()
+    rec = finetune.finetune_evaluate(table, model, settings={"cloak": "c", "extractor": "tiny", "protocol": "per_user"},
+                                     train_settings=FAST, bootstrap=0, seed=0)[0]
+    assert len(calls) == len(users) == 2 and rec.metrics["n_models"] == 2
+    for user, train in zip(users, calls):
+        cloaked = {p for p in train if p.startswith("/cloaked/")}
+        assert cloaked and all(p.startswith(f"/cloaked/{user}/") for p in cloaked)
+        assert len(cloaked) == int((prot_train & (table["identity"] == user)).sum())
+    assert rec.metrics["protection_per_user"] == {u: 1.0 for u in users}
+    assert rec.metrics["clean_accuracy"] == 1.0 and rec.metrics["seconds"] == 2.0
+    calls.clear()
+    rec = finetune.finetune_evaluate(table, model, settings={"cloak": "c", "extractor": "tiny", "protocol": "joint"},
+                                     train_settings=FAST, bootstrap=0, seed=0)[0]
+    assert len(calls) == 1 and sum(p.startswith("/cloaked/") for p in calls[0]) == int(prot_train.sum())

@@ -21,7 +21,8 @@ def scrape_table(cloak: str) -> pd.DataFrame:
             cloaked = role == "protected" and split == "train"
             rows.append({"image_id": f"{ident}/{k}", "identity": ident, "role": role, "split": split,
                          "cloaked": cloaked, "imageset": f"scraped-{cloak}" if cloaked else "clean",
-                         "path": f"/{cloak if cloaked else 'clean'}/{ident}/{k}.png"})
+                         "path": f"/{cloak if cloaked else 'clean'}/{ident}/{k}.png",
+                         "clean_imageset": "clean", "clean_path": f"/clean/{ident}/{k}.png"})
     return pd.DataFrame(rows)[SCRAPE_COLUMNS].sample(frac=1, random_state=0)  # order must not matter
 
 
@@ -58,8 +59,10 @@ def test_timetravel_scrape_feeds_evaluate():
     emb["clean"] = pd.DataFrame({"image_id": t["image_id"].tolist(),
                                  "embedding": list(rng.normal(size=(len(t), 4)).astype(np.float32))})
     recs = evaluate(t, emb, classifiers=["knn1"], bootstrap=10, seed=0,
-                    settings={"cloak": "v03->v10", "extractor": "x"})
+                    settings={"cloak": "v03->v10", "extractor": "x", "protocol": "per_user",
+                              "features": "raw"})
     assert recs[0].metrics["n_train_cloaked"] == 10 and recs[0].metrics["n_protected_users"] == 2
+    assert recs[0].metrics["n_models"] == 2  # per_user: one model per protected user
 
 
 def test_run_timetravel_writes_timetravel_records(tmp_path):
@@ -77,8 +80,9 @@ def test_run_timetravel_writes_timetravel_records(tmp_path):
     run_timetravel(old=tmp_path / "old.parquet", new=tmp_path / "new.parquet", embeddings=files,
                    imagesets=["clean", "scraped-v03", "scraped-v10"], out=out, old_cloak="v03", new_cloak="v10",
                    switch_fraction=0.5, extractor="x", extractor_spec=spec, old_spec={"type": "pgd"},
-                   new_spec={"type": "pgd"}, evaluate_cfg={"classifiers": ["knn1", "linear"], "bootstrap": 5},
-                   scrape_cfg={}, dataset_cfg={"root": "d"}, seed=0)
+                   new_spec={"type": "pgd"},
+                   evaluate_cfg={"classifiers": ["knn1", "linear"], "bootstrap": 5, "features": "raw"},
+                   scrape_cfg={"protocol": "per_user"}, dataset_cfg={"root": "d"}, seed=0)
     recs = read_records([out], kind="timetravel")
     assert [r.experiment for r in recs] == ["v03->v10/x/knn1", "v03->v10/x/linear"]
     s = recs[0].settings

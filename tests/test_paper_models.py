@@ -185,10 +185,20 @@ def test_magface_loads_original_checkpoint(magface_file, x112):
     x = x112.clone().requires_grad_(True)
     out = model(x)
     assert out.shape == (1, 512) and torch.isfinite(out).all()
-    # MagFace's input is BGR in [0, 1] (cv2.imread + ToTensor, mean 0, std 1).
-    assert torch.equal(model.preprocess(x112), x112[:, [2, 1, 0]])
+    # RGB in [0, 1] by default (FaceCure's eval_oblivious.py feeds PIL's RGB; mean 0, std 1)
+    assert torch.equal(model.preprocess(x112), x112) and info.extra["channel_order"] == "RGB"
     out.sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+    # params.channel_order: BGR, MagFace's own order (cv2.imread + ToTensor), recorded as a deviation
+    bgr = build_extractor("magface", {**spec("magface", path, sha256=sha256_file(path)),
+                                      "params": {"channel_order": "BGR"}})
+    assert torch.equal(bgr.preprocess(x112), x112[:, [2, 1, 0]])
+    assert bgr.info().extra["channel_order"] == "BGR" and bgr.info().extra["params_overridden"] == ["channel_order"]
+    from cloakbench.extractors.paper.magface import MagFace
+    described = MagFace.describe("mag", {"type": "magface", "params": {"channel_order": "BGR"}})
+    assert described.extra["channel_order"] == "BGR"  # in every record's extractor_info, no weights needed
+    with pytest.raises(ConfigError, match=r"extractors\.mag\.params.*channel_order"):
+        MagFace.describe("mag", {"type": "magface", "params": {"channel_order": "GBR"}})
 
 
 def test_magface_rejects_other_architecture(tmp_path):

@@ -57,12 +57,19 @@ def test_plan_resolves_what_the_rules_need():
     assert plan.shards == (0, 1)
     assert plan.detector_extractor("stats") is None and plan.detector_extractor("ft") == "cnn_2018"
     assert plan.imagesets("none") == ["clean"] and plan.imagesets("pgd") == ["clean", "scraped-pgd"]
-    assert plan.cloak_spec("none") is None and plan.cloak_spec("pgd")["params"]["steps"] == 4
+    assert plan.cloak_spec("none") is None and plan.cloak_spec("pgd")["params"]["steps"] == 8
     assert plan.ensemble("pgd") == ["sface"] and not plan.missing_inputs
     # platform re-encoding makes even the baseline's scraped pictures differ from the clean ones
     cfg = config()
     cfg["scrape"] = {"jpeg_quality": 80}
     assert build_plan(cfg, SCHEMA, base_dir=ROOT).imagesets("none") == ["clean", "scraped-none"]
+    # ... and per_user (the default) then needs the baseline's re-encoded uncloaked pictures too
+    # (the other protected users' pictures in a user's set); joint does not
+    assert build_plan(cfg, SCHEMA, base_dir=ROOT).imagesets("pgd") == ["clean", "scraped-pgd", "scraped-none"]
+    cfg["scrape"] = {"jpeg_quality": 80, "protocol": "joint"}
+    assert build_plan(cfg, SCHEMA, base_dir=ROOT).imagesets("pgd") == ["clean", "scraped-pgd"]
+    assert build_plan(cfg, SCHEMA, base_dir=ROOT)["scrape"]["protocol"] == "joint"
+    assert plan["scrape"]["protocol"] == "per_user" and plan["evaluate"]["features"] == "raw"
 
 
 def test_plan_errors_name_the_key(tmp_path):

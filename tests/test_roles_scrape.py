@@ -68,6 +68,24 @@ def test_scrape_replaces_protected_training_pictures(tmp_path):
     assert (base.loc[base.split == "train", "imageset"] == "scraped-none").all()
     with pytest.raises(FileNotFoundError, match="did perturb finish"):
         scrape(m, roles, tmp_path, cloaked.iloc[:1], tmp_path / "s4.parquet", tmp_path / "i4", cloak="c")
+    # each row names its uncloaked version (per_user protocol): the dataset picture, in `clean`
+    assert (out["clean_imageset"] == "clean").all()
+    assert (out.loc[~out.cloaked, "clean_path"] == out.loc[~out.cloaked, "path"]).all()
+    assert tr_prot["clean_path"].map(lambda q: q.startswith(str(tmp_path / "images"))).all()
+    assert np.asarray(Image.open(tr_prot["clean_path"].iloc[0]))[0, 0, 0] == 100
+    # with a platform transform: the re-encoded uncloaked picture, the same as the baseline's
+    jp = scrape(m, roles, tmp_path, cloaked, tmp_path / "s5.parquet", tmp_path / "simg5", cloak="c",
+                jpeg_quality=50)
+    jp_prot = jp[(jp.role == "protected") & (jp.split == "train")]
+    # (an uncloaked row's scraped version is already its uncloaked one)
+    assert (jp_prot["clean_imageset"] == "scraped-none").all()
+    rest = jp[jp.split == "train"].drop(index=jp_prot.index)
+    assert (rest["clean_imageset"] == "scraped-c").all() and (rest["clean_path"] == rest["path"]).all()
+    assert (jp.loc[jp.split == "test", "clean_imageset"] == "clean").all()
+    for iid, q in zip(jp_prot["image_id"], jp_prot["clean_path"]):
+        assert q == str(tmp_path / "simg5" / "uncloaked" / f"{iid}.png")
+        same = base.set_index("image_id").loc[iid, "path"]
+        assert np.array_equal(np.asarray(Image.open(q)), np.asarray(Image.open(same)))
 
 
 # ---------------------------------------------------------------------------
@@ -144,7 +162,8 @@ def test_select_users_and_scrape_rules_from_files(tmp_path):
     out = run_scrape(manifest=tmp_path / "manifest.parquet", roles=tmp_path / "roles.parquet",
                      images=tmp_path / "ds" / "images", shards=[], table=tmp_path / "s.parquet",
                      images_out=tmp_path / "simg", cloak="none",
-                     scrape_cfg={"protected_fraction": 1.0, "jpeg_quality": None, "resize": None}, seed=0)
+                     scrape_cfg={"protected_fraction": 1.0, "jpeg_quality": None, "resize": None,
+                                 "protocol": "per_user"}, seed=0)
     assert (tmp_path / "simg").is_dir() and not out["cloaked"].any() and (out["imageset"] == "clean").all()
     assert out["path"].map(lambda p: p.startswith(str(tmp_path / "ds" / "images"))).all()
 

@@ -3,9 +3,12 @@
 Used by ``evaluate`` (the study's two frozen-feature classifiers), ``adaptive.combine`` (1-NN
 with the neighbour's distance, for confidence thresholding) and the dataset card.
 
-* :func:`knn1` / :func:`linear`: ``evaluate``'s classifiers (:data:`CLASSIFIERS`), on
-  L2-normalised features: scikit-learn's brute-force Euclidean 1-NN, and standardisation +
-  multinomial logistic regression.
+* :func:`knn1` / :func:`linear`: ``evaluate``'s classifiers (:data:`CLASSIFIERS`), on the
+  features ``evaluate.features`` names (:data:`FEATURES`): ``raw`` (the default, as FaceCure's
+  ``eval.py``: the extractor's embeddings as they are, ``KNeighborsClassifier(1)`` with the
+  Euclidean distance and ``StandardScaler`` + ``LogisticRegression()`` with scikit-learn's
+  defaults, ``max_iter`` 100 included) or ``l2`` (cloakbench's earlier choice: rows scaled to
+  unit L2 norm first, and the logistic regression run to ``max_iter`` 2000).
 * :func:`nearest_neighbour`: 1-NN in NumPy (float64) that also returns the distance to the
   neighbour and can leave each point out of its own neighbours; no normalisation, the caller
   passes the features it means. (It is not used for ``knn1``: scikit-learn computes the
@@ -15,13 +18,18 @@ with the neighbour's distance, for confidence thresholding) and the dataset card
 
 from __future__ import annotations
 
+import logging
+import warnings
 from typing import Callable
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+log = logging.getLogger(__name__)
 
 
 def l2n(x: np.ndarray) -> np.ndarray:
@@ -36,18 +44,46 @@ def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, s
     return clf.fit(x_train, y_train).predict(x_test)
 
 
-def knn1(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, seed: int = 0) -> np.ndarray:  # noqa: ARG001
-    """``evaluate``'s 1-NN: Euclidean distance on L2-normalised features (deterministic)."""
+#: evaluate.features: how the embeddings are prepared before a classifier sees them
+FEATURES = ("raw", "l2")
+
+
+def _prepare(x: np.ndarray, features: str) -> np.ndarray:
+    if features == "raw":
+        return x
+    if features == "l2":
+        return l2n(x)
+    raise ValueError(f"evaluate.features must be one of {list(FEATURES)}, got {features!r}")
+
+
+def knn1(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, seed: int = 0, *,  # noqa: ARG001
+         features: str = "raw") -> np.ndarray:
+    """``evaluate``'s 1-NN: Euclidean distance on ``features`` (``raw`` or ``l2``; deterministic)."""
     clf = KNeighborsClassifier(n_neighbors=1, metric="euclidean", algorithm="brute")
-    return clf.fit(l2n(x_train), y_train).predict(l2n(x_test))
+    return clf.fit(_prepare(x_train, features), y_train).predict(_prepare(x_test, features))
 
 
-def linear(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, seed: int = 0) -> np.ndarray:
-    """``evaluate``'s linear probe, on L2-normalised features."""
-    return linear_probe(l2n(x_train), y_train, l2n(x_test), seed)
+def linear(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, seed: int = 0, *,
+           features: str = "raw") -> np.ndarray:
+    """``evaluate``'s linear probe: ``raw`` = ``StandardScaler`` + ``LogisticRegression`` with
+    scikit-learn's defaults (FaceCure's ``eval.py``; ``random_state`` = ``seed``); ``l2`` = on
+    L2-normalised features with ``max_iter`` 2000 (cloakbench's earlier setting)."""
+    if features == "raw":
+        clf = make_pipeline(StandardScaler(), LogisticRegression(random_state=seed))
+        with warnings.catch_warnings():
+            # sklearn's default max_iter (100) may stop before convergence, as in FaceCure's
+            # eval.py (which silences the same warning); the count is in the log, not hidden
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            fitted = clf.fit(x_train, y_train)
+        n_iter = int(np.max(fitted[-1].n_iter_))
+        if n_iter >= fitted[-1].max_iter:
+            log.info("linear (raw): logistic regression stopped at sklearn's default max_iter=%d "
+                     "before converging (as FaceCure's eval.py)", n_iter)
+        return fitted.predict(x_test)
+    return linear_probe(_prepare(x_train, features), y_train, _prepare(x_test, features), seed)
 
 
-#: evaluate.classifiers name -> fit_predict(x_train, y_train, x_test, seed) -> labels
+#: evaluate.classifiers name -> fit_predict(x_train, y_train, x_test, seed, *, features) -> labels
 CLASSIFIERS: dict[str, Callable[..., np.ndarray]] = {"knn1": knn1, "linear": linear}
 
 

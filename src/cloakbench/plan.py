@@ -107,7 +107,12 @@ class Plan:
 
     def imagesets(self, cloak: str) -> list[str]:
         """The image sets whose embeddings an evaluation on ``cloak``'s scraped set needs."""
-        return ["clean"] + ([f"scraped-{cloak}"] if self.scrape_emits_images(cloak) else [])
+        sets = ["clean"] + ([f"scraped-{cloak}"] if self.scrape_emits_images(cloak) else [])
+        s = self.tree["scrape"]
+        if (s["protocol"] == "per_user" and cloak != "none" and (s["jpeg_quality"] or s["resize"])
+                and s["protected_fraction"] > 0):
+            sets.append("scraped-none")  # the re-encoded uncloaked pictures of the other protected users
+        return sets
 
     def detector_extractor(self, detector: str) -> str | None:
         """The extractor detector ``detector`` needs loaded, or None."""

@@ -151,6 +151,10 @@ def run_combine(*, scrape: str | Path, embeddings: Sequence[str | Path], imagese
     rob = assemble(table, read_embedding_sets(imagesets, embeddings[n:]))
     records = combine_records(acc, rob, calibrate=held_out_public(table), names=(accurate, robust), cloak=cloak,
                               quantile=quantile, sweep=sweep, bootstrap=bootstrap, seed=seed,
-                              settings={"scrape": scrape_cfg})
+                              settings={"scrape": scrape_cfg,
+                                        # combine fits one 1-NN per model on the set with every protected
+                                        # user cloaked, on L2-normalised features (whatever
+                                        # scrape.protocol / evaluate.features say for evaluate)
+                                        "protocol": "joint", "features": "l2"})
     write_records(records, out)
     return records

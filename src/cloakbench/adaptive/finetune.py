@@ -17,10 +17,15 @@ Two variants (``adaptive.finetune.variants``), each its own records:
   :func:`.robust.robust_training_pairs` (public identities only), and the manifest of reads is
   checked after training (every read that is not a scraped picture must be a public
   identity's), as robust training's is.
+
+Under ``scrape.protocol: per_user`` (the default) it trains one model per protected user, on
+the set where only that user is cloaked (the cost is the number of protected users times one
+training); under ``joint`` one model.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from dataclasses import dataclass
@@ -34,7 +39,7 @@ import torch
 from ..data.roles import check_not_protected
 from ..data.scrape import collect_shards
 from ..errors import DataError
-from ..evaluate import evaluation_settings, protection_metrics
+from ..evaluate import evaluation_settings, per_user_protection_metrics, protection_metrics
 from ..extractors.base import Extractor
 from ..extractors.registry import build_extractor
 from ..images import read_pictures
@@ -86,6 +91,19 @@ def finetune_classify(model: Extractor, train: Sequence[tuple[str | Path, str]],
     return FinetuneResult(predictions, classes, history, s, round(time.time() - t0, 2))
 
 
+def user_training_pairs(train: pd.DataFrame, user: str | None) -> list[tuple[str, str]]:
+    """(path, identity) of the training rows of ``user``'s per-user set (only ``user``'s rows keep
+    their scraped path; other protected users' rows are their uncloaked pictures, ``clean_path``);
+    ``user`` None: the joint set (every row's scraped path)."""
+    if user is None:
+        return list(zip(train["path"], train["identity"]))
+    if "clean_path" not in train.columns:
+        raise KeyError("the scrape table has no 'clean_path' column (made before scrape.protocol existed): "
+                       "rerun the scrape rule, or set scrape.protocol: joint")
+    others = (train["role"] == "protected") & (train["identity"] != user)
+    return list(zip(np.where(others, train["clean_path"], train["path"]), train["identity"]))
+
+
 def finetune_evaluate(scrape: pd.DataFrame, model: Extractor, *, settings: dict[str, Any],
                       train_settings: dict[str, Any] | None = None, bootstrap: int, seed: int,
                       device: str = "cpu", augment: "Augmentation | None" = None) -> list[Record]:
@@ -93,31 +111,50 @@ def finetune_evaluate(scrape: pd.DataFrame, model: Extractor, *, settings: dict[
     ``finetune``, or ``finetune_adaptive`` when ``augment`` (the adaptive trainer's public
     cloaked pictures, :func:`adaptive_augmentation`) is given.
 
-    ``settings`` must hold ``cloak`` and ``extractor`` (as for ``evaluate``); the training
-    hyperparameters are added to it under ``finetune``, their differences from FaceCure's under
-    ``finetune_deviations`` and the variant under ``finetune_variant``.
+    ``settings`` must hold ``cloak``, ``extractor`` and ``protocol`` (as for ``evaluate``); the
+    training hyperparameters are added to it under ``finetune``, their differences from
+    FaceCure's under ``finetune_deviations`` and the variant under ``finetune_variant``. Under
+    ``per_user`` one model is fine-tuned per protected user (from a fresh copy of ``model``), on
+    the set where only that user is cloaked (plus ``augment``'s pairs); under ``joint`` (or when
+    nothing is cloaked) one model. ``model`` is not modified.
     """
+    protocol = settings["protocol"]
+    if protocol not in ("per_user", "joint"):
+        raise ValueError(f"scrape.protocol must be 'per_user' or 'joint', got {protocol!r}")
     table = scrape.sort_values("image_id").reset_index(drop=True)
     tr = table[table["split"] == "train"]
     te = table[table["split"] != "train"]
-    train = list(zip(tr["path"], tr["identity"]))
-    reads: list[str] = []
-    if augment is not None:
-        train += augment.pairs
-    result = finetune_classify(model, train, list(te["path"]), seed=seed, device=device,
-                               settings=train_settings, log_read_paths=reads)
     y_true = te["identity"].to_numpy()
-    metrics = protection_metrics(y_true, result.predictions.astype(str), te["role"].to_numpy(),
-                                 bootstrap=bootstrap, seed=seed)
+    role = te["role"].to_numpy()
+    users = sorted(set(y_true[role == "protected"]))
+    per_user = protocol == "per_user" and bool(tr["cloaked"].any()) and bool(users)
+    runs: dict[str | None, FinetuneResult] = {}
+    run_reads: dict[str | None, list[str]] = {}
+    for user in (users if per_user else [None]):
+        log.info("end-to-end classifier, %s", f"per-user set of {user}" if user else "one training set")
+        reads: list[str] = []
+        pairs = user_training_pairs(tr, user) + (list(augment.pairs) if augment is not None else [])
+        runs[user] = finetune_classify(copy.deepcopy(model), pairs, list(te["path"]), seed=seed,
+                                       device=device, settings=train_settings, log_read_paths=reads)
+        run_reads[user] = reads
+    if per_user:
+        metrics = per_user_protection_metrics(y_true, {u: r.predictions.astype(str) for u, r in runs.items()},
+                                              role, bootstrap=bootstrap, seed=seed)
+        metrics["n_train_cloaked_per_user"] = {u: int(tr.loc[tr["identity"] == u, "cloaked"].sum()) for u in users}
+    else:
+        metrics = protection_metrics(y_true, runs[None].predictions.astype(str), role,
+                                     bootstrap=bootstrap, seed=seed)
+    first = next(iter(runs.values()))
+    metrics["n_models"] = len(runs)
     metrics["n_train"] = int(len(tr))
     metrics["n_train_cloaked"] = int(tr["cloaked"].sum())
-    metrics["train_history"] = result.history
-    metrics["seconds"] = result.seconds
+    metrics["train_history"] = first.history if not per_user else {u: r.history for u, r in runs.items()}
+    metrics["seconds"] = round(sum(r.seconds for r in runs.values()), 2)
     variant = "oblivious" if augment is None else "adaptive"
     extra: dict[str, Any] = {"finetune_variant": variant}
     if augment is not None:
-        scraped = set(map(str, tr["path"])) | set(map(str, te["path"]))
-        extra_reads = [r for r in reads if r not in scraped]
+        scraped = set(map(str, tr["path"])) | set(map(str, te["path"])) | set(map(str, tr.get("clean_path", [])))
+        extra_reads = sorted({r for reads in run_reads.values() for r in reads if r not in scraped})
         augment.check_reads(extra_reads)
         metrics["n_train_augmented"] = len(augment.pairs)
         metrics["n_train_augmented_per_cloak"] = augment.per_cloak()
@@ -126,11 +163,12 @@ def finetune_evaluate(scrape: pd.DataFrame, model: Extractor, *, settings: dict[
         extra["adaptive_cloaks"] = list(augment.cloaks)
     rec = Record.make("evaluation", {"cloak": settings["cloak"], "extractor": settings["extractor"],
                                      "classifier": VARIANTS[variant]},
-                      settings={**settings, "finetune": result.settings,
-                                "finetune_deviations": _train.deviations(result.settings), **extra},
+                      settings={**settings, "finetune": first.settings,
+                                "finetune_deviations": _train.deviations(first.settings), **extra},
                       metrics=metrics)
-    log.info("%s: protection %.3f [%.3f, %.3f], clean accuracy %.3f", rec.experiment,
-             metrics["protection"], *metrics["protection_ci95"], metrics["clean_accuracy"])
+    log.info("%s (%s, %d model(s), %.0f s): protection %.3f [%.3f, %.3f], clean accuracy %.3f", rec.experiment,
+             protocol, len(runs), metrics["seconds"], metrics["protection"], *metrics["protection_ci95"],
+             metrics["clean_accuracy"])
     return [rec]
 
 

@@ -11,6 +11,18 @@ are never a class of the tracker's model.
 Pictures that differ from the clean dataset picture are written under ``images_dir``
 and listed with ``imageset = scraped-<cloak>``; the others point at the ``clean`` set, so
 no (extractor, picture) pair is embedded twice.
+
+Protocols (``scrape.protocol``). The table always lists every protected user's cloaked
+pictures; the protocol says how ``evaluate`` (and the end-to-end classifier) use it:
+
+* ``per_user`` (default, FaceCure's: "one FaceScrub user is chosen as the attacker"): one
+  training set per protected user u, in which only u's pictures are cloaked and every other
+  identity, the other protected users included, is uncloaked. The columns ``clean_imageset``
+  and ``clean_path`` give each row's *uncloaked* version (the ``clean`` set, or, with platform
+  transforms, the re-encoded uncloaked picture: image set ``scraped-none``, the baseline's, and a
+  copy under ``images_dir/uncloaked/`` for the end-to-end classifier), so the per-user sets are
+  assembled from embeddings computed once. The table itself is the same under both protocols.
+* ``joint`` (cloakbench's earlier protocol): one training set with every protected user cloaked.
 """
 
 from __future__ import annotations
@@ -28,7 +40,9 @@ from ..io import read_rgb, write_parquet, write_png
 
 log = logging.getLogger(__name__)
 
-SCRAPE_COLUMNS = ["image_id", "identity", "role", "split", "cloaked", "imageset", "path"]
+SCRAPE_COLUMNS = ["image_id", "identity", "role", "split", "cloaked", "imageset", "path",
+                  "clean_imageset", "clean_path"]
+PROTOCOLS = ("per_user", "joint")
 
 
 def platform_transform(rgb: np.ndarray, *, jpeg_quality: int | None, resize: int | None) -> np.ndarray:
@@ -60,13 +74,15 @@ def scrape(manifest: pd.DataFrame, roles: pd.DataFrame, dataset_dir: str | Path,
            cloak: str, protected_fraction: float = 1.0, jpeg_quality: int | None = None,
            resize: int | None = None, seed: int = 0) -> pd.DataFrame:
     """Build and write the scrape table. ``cloaked`` has columns image_id, path (absolute
-    paths of the cloaked protected training pictures), or is None for the no-cloak baseline."""
+    paths of the cloaked protected training pictures), or is None for the no-cloak baseline.
+    The table does not depend on ``scrape.protocol`` (see the module docstring)."""
     dataset_dir, images_dir = Path(dataset_dir), Path(images_dir)
     df = manifest.merge(roles, on="identity", how="left", validate="many_to_one")
     df = df[df["role"] != "target_pool"].copy()  # v0.3's target pool is never a class
     df["cloaked"] = False
     df["imageset"] = "clean"
     df["path"] = [str(dataset_dir / p) for p in df["path"]]
+    df["clean_path"] = df["path"]
     cloaked_paths = dict(zip(cloaked["image_id"], cloaked["path"])) if cloaked is not None else {}
 
     # Which protected training pictures are cloaked: a seeded share per user.
@@ -87,7 +103,17 @@ def scrape(manifest: pd.DataFrame, roles: pd.DataFrame, dataset_dir: str | Path,
     transform = bool(jpeg_quality or resize)
     train = df["split"] == "train"
     emit = train & (df["cloaked"] | transform)
+    # each row's uncloaked version (what the row is in another protected user's per-user set)
+    df["clean_imageset"] = np.where(train & transform, "scraped-none", "clean")
     for idx in df.index[emit]:
+        if transform and df.at[idx, "cloaked"]:
+            # the re-encoded uncloaked picture, identical to the baseline scrape's (same
+            # deterministic transform of the same dataset picture)
+            clean_rgb = platform_transform(read_rgb(df.at[idx, "clean_path"]), jpeg_quality=jpeg_quality,
+                                           resize=resize)
+            dest = images_dir / "uncloaked" / f"{df.at[idx, 'image_id']}.png"
+            write_png(clean_rgb, dest)
+            df.at[idx, "clean_path"] = str(dest)
         rgb = read_rgb(df.at[idx, "path"])
         if transform:
             rgb = platform_transform(rgb, jpeg_quality=jpeg_quality, resize=resize)
@@ -95,6 +121,9 @@ def scrape(manifest: pd.DataFrame, roles: pd.DataFrame, dataset_dir: str | Path,
         write_png(rgb, dest)
         df.at[idx, "path"] = str(dest)
         df.at[idx, "imageset"] = f"scraped-{cloak}"
+    uncloaked = ~df["cloaked"]
+    df.loc[uncloaked, "clean_imageset"] = df.loc[uncloaked, "imageset"]
+    df.loc[uncloaked, "clean_path"] = df.loc[uncloaked, "path"]
     out = df[SCRAPE_COLUMNS].sort_values("image_id").reset_index(drop=True)
     write_parquet(out, out_table)
     log.info("scrape[%s]: %d train pictures (%d cloaked, %d re-encoded), %d test pictures",

@@ -21,6 +21,7 @@ from ..io import write_parquet, write_text
 from ..records import Record, read_records
 from .adaptive import adaptive_sections
 from .figures import combinations_scatter_png, detection_roc_png, examples_grid, heatmap
+from .paper import paper_section
 from .tables import (cloak_budget_table, dataset_card_section, protection_tables, summarise, timeline_table,
                      transfer_table)
 
@@ -157,9 +158,13 @@ def write_report(records: Sequence[Record], out_dir: str | Path, *,
         "# cloakbench report",
         "",
         "Protection rate = 1 - accuracy of the trained recogniser on the protected users' *unperturbed* "
-        "test pictures; clean accuracy is measured on every other identity's test pictures. "
+        "test pictures; clean accuracy is measured on the non-protected identities' test pictures. "
         "Cloak `none` is the uncloaked baseline. Extractors are ordered by release date.",
         "",
+        f"- protocol: `{first.get('protocol', '?')}` (per_user: one training set and model per protected user, "
+        "only that user cloaked, its protection read on its own model, clean accuracy = mean over the "
+        "per-user models; joint: every protected user cloaked in one set); features: "
+        f"`{first.get('features', '?')}`",
         f"- records: {len(records)}; protected users: {first.get('protected_users')}",
         f"- dataset: {first.get('dataset', {}).get('root')} ({first.get('dataset', {}).get('n_pictures')} "
         f"pictures, {first.get('dataset', {}).get('n_identities')} identities)",
@@ -174,6 +179,7 @@ def write_report(records: Sequence[Record], out_dir: str | Path, *,
         "",
         "![protection heatmap](figures/protection_heatmap.png)",
         "",
+        paper_section(records),
         "## Cloak budgets (measured on the stored PNGs)",
         "",
         cloak_budget_table(cloak_figures) if cloak_figures else "(no cloaks)",

@@ -17,8 +17,11 @@ Checkpoint (``magface_epoch_00025.pth``): a dict with ``epoch``, ``arch``, ``sta
 ``features`` member of MagFace's SoftmaxBuilder, wrapped by DistributedDataParallel) and the
 MagLinear head as ``fc.weight`` (512 x 85742), which the embedding does not use.
 
-Input: MagFace reads pictures with OpenCV (BGR) and only divides by 255 (``ToTensor`` and
-``Normalize(mean=0, std=1)``): BGR in [0, 1], 112x112 ArcFace-aligned crops.
+Input: MagFace's own inference code reads pictures with OpenCV (BGR) and only divides by 255
+(``ToTensor`` and ``Normalize(mean=0, std=1)``), 112x112 ArcFace-aligned crops. FaceCure's
+``eval_oblivious.py`` feeds the network RGB pictures (it loads them with PIL), and its MagFace
+numbers were measured so: ``extractors.<name>.params.channel_order`` is ``RGB`` by default
+(FaceCure's), ``BGR`` for MagFace's own order (a recorded deviation from FaceCure).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from ...params import Param, resolve
+from ..base import ExtractorInfo
 from ..registry import register_extractor
 from .common import PaperExtractor, load_state_dict_into
 
@@ -98,7 +103,7 @@ class MagFace(PaperExtractor):
     input_size = 112
     mean = (0.0, 0.0, 0.0)
     std = (1.0, 1.0, 1.0)
-    channel_order = "BGR"
+    channel_order = "RGB"   # the default of params.channel_order (set per instance from the config)
     embedding_dim = 512
     differentiable = True
     weights_filename = "magface_epoch_00025.pth"
@@ -109,8 +114,28 @@ class MagFace(PaperExtractor):
                 "loss": "MagFace (magnitude-aware ArcFace)",
                 "paper": "Meng et al., MagFace, CVPR 2021"}
 
+    params = (
+        Param("channel_order", str, "RGB", choices=("RGB", "BGR"),
+              doc="channel order fed to the network: RGB as FaceCure's eval_oblivious.py, "
+                  "BGR as MagFace's own OpenCV-based inference"),
+    )
+
+    @classmethod
+    def resolve_params(cls, name: str, spec: dict[str, Any] | None) -> tuple[dict[str, Any], list[str]]:
+        """``extractors.<name>.params`` checked against :attr:`params` (ConfigError naming the key)."""
+        return resolve(cls.params, None, (spec or {}).get("params"), where=f"extractors.{name}.params",
+                       owner=f"extractor type '{cls.type_name}'")
+
+    @classmethod
+    def describe(cls, name: str, spec: dict[str, Any]) -> ExtractorInfo:
+        info = super().describe(name, spec)
+        values, overridden = cls.resolve_params(name, spec)
+        return ExtractorInfo(**{**info.__dict__, "extra": {**info.extra, **values, "params_overridden": overridden}})
+
     def __init__(self, name: str, spec: dict[str, Any] | None = None):
         super().__init__(name, spec)
+        values, self._params_overridden = self.resolve_params(name, spec)
+        self.channel_order = values["channel_order"]
         path = self.weights_path()
         checkpoint = self.load_torch_file(path)
         if not isinstance(checkpoint, dict):
@@ -121,7 +146,8 @@ class MagFace(PaperExtractor):
             self, self.backbone, state, path,
             prefixes=("features.module.", "module.features.", "features.", "module."))
         self._extra_info = {**self._extra_info, "checkpoint_epoch": checkpoint.get("epoch"),
-                            "checkpoint_arch": checkpoint.get("arch")}
+                            "checkpoint_arch": checkpoint.get("arch"),
+                            "params_overridden": self._params_overridden}
         self.eval()
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
