@@ -105,8 +105,8 @@ def test_adaptive_e2e_reads_public_cloaked_pictures_and_never_a_protected_one(tm
     monkeypatch.setattr(finetune, "read_pictures", spy)
     common = dict(scrape=tmp_path / "scrape.parquet", cloak="none", extractor="tiny",
                   extractor_spec={"type": TinyTrainable.type_name}, checkpoint=None, cloak_spec=None, train=FAST,
-                  evaluate_cfg={"classifiers": ["knn1"], "bootstrap": 5, "batch_size": 8}, scrape_cfg={},
-                  dataset_cfg={"root": "d"}, seed=1, device="cpu")
+                  evaluate_cfg={"classifiers": ["knn1"], "bootstrap": 5, "batch_size": 8, "features": "raw"},
+                  scrape_cfg={"protocol": "per_user"}, dataset_cfg={"root": "d"}, seed=1, device="cpu")
     finetune.run_finetune_evaluate(out=tmp_path / "adaptive.json", adaptive_cloaks=["checker"], shards=[shard],
                                    manifest=dataset_dir / "manifest.parquet", roles=tmp_path / "roles.parquet",
                                    images=dataset_dir / "images", **common)
