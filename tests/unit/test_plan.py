@@ -16,8 +16,8 @@ import yaml
 
 from cloakbench.errors import ConfigError
 from cloakbench.plan import build_plan
+from repo_paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "config" / "schema.yaml"
 
 

@@ -4,7 +4,6 @@ sections (cloakbench.report.adaptive)."""
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
 import yaml
@@ -14,8 +13,7 @@ from cloakbench.plan import build_plan
 from cloakbench.records import Record
 from cloakbench.report import adaptive as rs
 from cloakbench.report.figures import combinations_scatter_png, detection_roc_png
-
-ROOT = Path(__file__).resolve().parents[1]
+from repo_paths import ROOT
 
 
 def base_config() -> dict:

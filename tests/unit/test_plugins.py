@@ -22,8 +22,8 @@ from cloakbench.config import validate_config
 from cloakbench.errors import ConfigError
 from cloakbench.extractors import EXTRACTORS, build_extractor
 from cloakbench.registry import PLUGINS_ENV
+from repo_paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 SCHEMA = ROOT / "config" / "schema.yaml"
 BAD_EPS_MESSAGE = ("cloaks.toy.params.eps (cloak type 'toy_cloak'): must be a number in\n"
