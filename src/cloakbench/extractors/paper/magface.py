@@ -111,8 +111,7 @@ class MagFace(PaperExtractor):
 
     def __init__(self, name: str, spec: dict[str, Any] | None = None):
         super().__init__(name, spec)
-        path = self.weights_path()
-        checkpoint = self.load_torch_file(path)
+        path, checkpoint = self.load_checkpoint()
         if not isinstance(checkpoint, dict):
             raise self.format_error(path, f"expected a dict, found {type(checkpoint).__name__}")
         state = checkpoint.get("state_dict", checkpoint)
