@@ -62,6 +62,28 @@ def folder_dataset(tmp_path):
     return root
 
 
+@pytest.fixture
+def plugin_dir(tmp_path, monkeypatch):
+    """The README's two plugin files ("Adding an extractor/a cloak") in a folder on sys.path;
+    registrations undone afterwards."""
+    from cloakbench.cloaks import CLOAKS
+    from cloakbench.extractors import EXTRACTORS
+    from cloakbench.registry import PLUGINS_ENV
+    from readme_plugins import readme_blocks
+
+    files = readme_blocks("python", "file")
+    assert set(files) == {"toy_extractor.py", "toy_cloak.py"}, sorted(files)
+    for name, body in files.items():
+        (tmp_path / name).write_text(body)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv(PLUGINS_ENV, "")  # restored afterwards, whatever validation sets
+    yield tmp_path
+    for module in ("toy_extractor", "toy_cloak"):
+        sys.modules.pop(module, None)
+    EXTRACTORS.unregister("toy_extractor")
+    CLOAKS.unregister("toy_cloak")
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """The tiny config (config/test.yaml) run once end to end, locally on 2 cores, in a
