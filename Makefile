@@ -1,6 +1,7 @@
 # cloakbench: two commands on a fresh machine.
 #   make demo   -> set up .venv, run the whole pipeline on the offline demo, print the report path
-#   make test   -> set up .venv, run the test suite
+#   make test   -> set up .venv, run the test suite (tests/unit, tests/workflow, layering)
+#   make test-fast -> the unit layer only (tests/unit: the package, no Snakemake run)
 #   make profiles -> (also part of make install) link profiles/slurm, profiles/slurm-local into
 #                 the user's Snakemake config folder, for `snakemake --profile slurm`;
 #                 PROFILE_PREFIX=cloakbench- installs them as cloakbench-slurm, ... instead
@@ -15,7 +16,7 @@ STAMP  := $(VENV)/.cloakbench-installed
 PROFILE_PREFIX ?=
 INSTALL_PROFILES := $(PY) -m cloakbench.profiles install --prefix '$(PROFILE_PREFIX)'
 
-.PHONY: install profiles demo test test-reference clean-results
+.PHONY: install profiles demo test test-fast test-reference clean-results
 
 # The environment, then the Snakemake profiles. A profile name already taken by a profile
 # this checkout did not install is left alone: make install says so and goes on (the demo
@@ -47,6 +48,9 @@ demo: install
 
 test: install
 	$(VENV)/bin/pytest -q --durations=15
+
+test-fast: install
+	$(VENV)/bin/pytest -q --durations=10 tests/unit
 
 # The official Fawkes releases (PyPI) run in a side environment with TensorFlow, built once by
 # tests/reference/sidevenv.py in <cache>/reference-venv-<hash>, <cache> = CLOAKBENCH_CACHE or ~/.cache/cloakbench

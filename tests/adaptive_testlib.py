@@ -1,6 +1,6 @@
-"""Shared fixtures of the adaptive-trainer tests: a tiny trainable extractor and a tiny dataset.
+"""Helpers of the adaptive-trainer tests: a tiny trainable extractor and a tiny dataset.
 
-Not a test module (no ``test_`` prefix); imported by tests/test_adaptive_*.py.
+Not a test module (no ``test_`` prefix); imported by tests/unit/adaptive/ and others.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 import torch
 from PIL import Image
 from torch import nn
@@ -19,16 +18,6 @@ from cloakbench.extractors.registry import EXTRACTORS, register_extractor
 from cloakbench.io import write_parquet, write_png
 
 SIZE = 32
-
-
-@pytest.fixture(scope="module")
-def single_thread():
-    """One torch thread while a module's tiny models train: on a shared 2-core machine two
-    threads of such small ops mostly wait on each other (measured: 0.04 s -> 1-4 s per step)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class TinyTrainable(Extractor):

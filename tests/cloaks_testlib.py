@@ -1,11 +1,10 @@
-"""Shared fixtures of the attack tests: a tiny differentiable extractor and smooth pictures.
+"""Helpers of the cloak tests: a tiny differentiable extractor and smooth pictures.
 
-Not a test module (no ``test_`` prefix); imported by tests/test_cloaks_*.py.
+Not a test module (no ``test_`` prefix); imported by tests/unit/cloaks/ and others.
 """
 
 from __future__ import annotations
 
-import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -52,17 +51,3 @@ def smooth_images(n: int = 4, size: int = 112, seed: int = 0) -> torch.Tensor:
     ramp = torch.linspace(-0.1, 0.1, size).view(1, 1, 1, size)
     return (0.15 + 0.7 * big + ramp).clamp(0, 1)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Run the attack tests on one thread, then restore the setting.
-
-    The tiny model's operations are too small to gain from a second thread, and with
-    other jobs on the machine's two cores two threads mostly wait on each other
-    (measured: the Fawkes v0.3 tests took 19 s on two threads, 4.5 s on one).
-    Import it into a test module to use it.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

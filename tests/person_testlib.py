@@ -12,7 +12,7 @@ from PIL import Image
 
 from face_photos import FR_MEMBER, FR_SDIST, different_people
 
-ROOT = Path(__file__).resolve().parents[1]
+from repo_paths import ROOT
 TEST_CONFIG = ROOT / "config" / "test.yaml"
 PERSON = ("obama.jpg", "obama2.jpg", "obama3.jpg")
 

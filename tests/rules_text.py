@@ -4,9 +4,9 @@ Snakemake run: resources every rule declares, conda envs, profile entries."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from repo_paths import ROOT
+
 _RULE = re.compile(r"^(\s*)(?:rule|checkpoint)\s+(\w+)\s*:")
 _ACTION = re.compile(r"^\s*(script|shell|run|wrapper|notebook)\s*:", re.M)
 

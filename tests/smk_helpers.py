@@ -19,7 +19,8 @@ from typing import Iterable
 import pandas as pd
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from repo_paths import ROOT
+
 BIN = Path(sys.executable).parent
 SNAKEMAKE = str(BIN / "snakemake")
 # The tiny config CI runs end to end (CLOAKBENCH_TEST_CONFIG points the workflow tests at

@@ -22,7 +22,7 @@ import os
 import subprocess
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 #: the environment variable that carries the plan's hash from the Snakefile to the jobs
 CONFIG_HASH_ENV = "CLOAKBENCH_CONFIG_HASH"
@@ -60,9 +60,10 @@ def code_provenance() -> dict[str, Any]:
 
 def plan_hash(tree: Any) -> str:
     """sha256 of a configuration (a plan's tree or a plain mapping), canonical JSON."""
-    from .plan import thaw
-
-    text = json.dumps(thaw(tree), sort_keys=True, separators=(",", ":"), default=str)
+    # A plan's tree is read-only mappings (MappingProxyType) and tuples: json writes tuples as
+    # lists; mappings go through ``default`` (plain dicts), anything else as its str().
+    text = json.dumps(tree, sort_keys=True, separators=(",", ":"),
+                      default=lambda o: dict(o) if isinstance(o, Mapping) else str(o))
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -27,6 +27,21 @@ def _names(value: Any, known: list[str], key: str, what: str) -> list[str]:
     return list(value)
 
 
+def _pairs(entries: Any, keys: tuple[str, str], known: list[str], key: str, what: str) -> list[tuple[str, str]]:
+    """``key``'s list of two-name entries (``keys``), each name one of ``known`` and the two distinct."""
+    pairs = []
+    for i, entry in enumerate(entries or []):
+        for k in keys:
+            if entry.get(k) not in known:
+                raise ConfigError(f"{key}[{i}].{k}: unknown {what} {entry.get(k)!r} "
+                                  f"(configured: {', '.join(known) or 'none'})")
+        first, second = entry[keys[0]], entry[keys[1]]
+        if first == second:
+            raise ConfigError(f"{key}[{i}]: {keys[0]} and {keys[1]} are the same {what} '{first}'")
+        pairs.append((first, second))
+    return pairs
+
+
 def _require_differentiable(config: dict[str, Any], name: str, key: str) -> None:
     """Refuse, naming ``key``, an extractor that cannot be fine-tuned end to end (a black box)."""
     cls = extractor_class(config["extractors"][name]["type"], name=name)
@@ -93,29 +108,13 @@ def check_adaptive_config(config: dict[str, Any]) -> dict[str, Any]:
         detection["train_cloaks"], detection["test_cloaks"] = [], []
 
     tt = a.get("timetravel") or {}
-    pairs = []
-    for i, p in enumerate(tt.get("pairs") or []):
-        for k in ("old", "new"):
-            if p.get(k) not in cloaks:
-                raise ConfigError(f"adaptive.timetravel.pairs[{i}].{k}: unknown cloak {p.get(k)!r} "
-                                  f"(configured: {', '.join(cloaks) or 'none'})")
-        if p["old"] == p["new"]:
-            raise ConfigError(f"adaptive.timetravel.pairs[{i}]: old and new are the same cloak '{p['old']}'")
-        pairs.append((p["old"], p["new"]))
+    pairs = _pairs(tt.get("pairs"), ("old", "new"), cloaks, "adaptive.timetravel.pairs", "cloak")
     timetravel = {"pairs": pairs, "switch_fraction": float(tt.get("switch_fraction", 0.5)),
                   "extractors": _names(tt.get("extractors"), extractors, "adaptive.timetravel.extractors",
                                        "extractor")}
 
     cb = a.get("combine") or {}
-    cpairs = []
-    for i, p in enumerate(cb.get("pairs") or []):
-        for k in ("accurate", "robust"):
-            if p.get(k) not in extractors:
-                raise ConfigError(f"adaptive.combine.pairs[{i}].{k}: unknown extractor {p.get(k)!r} "
-                                  f"(configured: {', '.join(extractors)})")
-        if p["accurate"] == p["robust"]:
-            raise ConfigError(f"adaptive.combine.pairs[{i}]: accurate and robust are the same extractor")
-        cpairs.append((p["accurate"], p["robust"]))
+    cpairs = _pairs(cb.get("pairs"), ("accurate", "robust"), extractors, "adaptive.combine.pairs", "extractor")
     combine = {"pairs": cpairs, "cloaks": _names(cb.get("cloaks"), cloaks, "adaptive.combine.cloaks", "cloak"),
                "quantile": float(cb.get("quantile", 0.9)), "sweep": [float(q) for q in cb.get("sweep") or []]}
 

@@ -14,11 +14,9 @@ from .base import Cloak
 
 CLOAKS: Registry[type[Cloak]] = Registry("cloak", "cloaks")
 register_cloak = CLOAKS.register
-
-
-def cloak_class(type_name: str, *, name: str = "?") -> type[Cloak]:
-    """The class of ``cloaks.<name>.type`` (ConfigError naming the key if unknown)."""
-    return CLOAKS.get(type_name, name=name)
+# cloak_class(type_name, name=<config entry>): the class of ``cloaks.<name>.type``
+# (ConfigError naming the key if unknown)
+cloak_class = CLOAKS.get
 
 
 def build_cloak(name: str, spec: dict[str, Any], extractors: Sequence[Extractor], *,

@@ -15,11 +15,9 @@ from .base import Extractor
 
 EXTRACTORS: Registry[type[Extractor]] = Registry("extractor", "extractors")
 register_extractor = EXTRACTORS.register
-
-
-def extractor_class(type_name: str, *, name: str = "?") -> type[Extractor]:
-    """The class of ``extractors.<name>.type`` (ConfigError naming the key if unknown)."""
-    return EXTRACTORS.get(type_name, name=name)
+# extractor_class(type_name, name=<config entry>): the class of ``extractors.<name>.type``
+# (ConfigError naming the key if unknown)
+extractor_class = EXTRACTORS.get
 
 
 def build_extractor(name: str, spec: dict[str, Any], *, checkpoint: str | Path | None = None,

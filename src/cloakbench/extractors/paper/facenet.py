@@ -79,32 +79,32 @@ class Block35(_Residual):
         return [self.branch0(x), self.branch1(x), self.branch2(x)]
 
 
-class Block17(_Residual):
+class _Factorised(_Residual):
+    """Inception-ResNet block with a 1x1 branch and a factorised 1xk / kx1 branch."""
+
+    def __init__(self, width: int, branch: int, k: int, scale: float, relu: bool):
+        super().__init__(width, 2 * branch, scale, relu=relu)
+        self.branch0 = ConvUnit(width, branch, 1)
+        self.branch1 = nn.Sequential(ConvUnit(width, branch, 1),
+                                     ConvUnit(branch, branch, (1, k), padding=(0, k // 2)),
+                                     ConvUnit(branch, branch, (k, 1), padding=(k // 2, 0)))
+
+    def branches(self, x):
+        return [self.branch0(x), self.branch1(x)]
+
+
+class Block17(_Factorised):
     """17x17 grid block on 896 channels with factorised 1x7 / 7x1 convolutions."""
 
     def __init__(self, scale: float = 1.0):
-        super().__init__(896, 256, scale, relu=True)
-        self.branch0 = ConvUnit(896, 128, 1)
-        self.branch1 = nn.Sequential(ConvUnit(896, 128, 1),
-                                     ConvUnit(128, 128, (1, 7), padding=(0, 3)),
-                                     ConvUnit(128, 128, (7, 1), padding=(3, 0)))
-
-    def branches(self, x):
-        return [self.branch0(x), self.branch1(x)]
+        super().__init__(896, 128, 7, scale, relu=True)
 
 
-class Block8(_Residual):
+class Block8(_Factorised):
     """8x8 grid block on 1792 channels with factorised 1x3 / 3x1 convolutions."""
 
     def __init__(self, scale: float = 1.0, relu: bool = True):
-        super().__init__(1792, 384, scale, relu=relu)
-        self.branch0 = ConvUnit(1792, 192, 1)
-        self.branch1 = nn.Sequential(ConvUnit(1792, 192, 1),
-                                     ConvUnit(192, 192, (1, 3), padding=(0, 1)),
-                                     ConvUnit(192, 192, (3, 1), padding=(1, 0)))
-
-    def branches(self, x):
-        return [self.branch0(x), self.branch1(x)]
+        super().__init__(1792, 192, 3, scale, relu=relu)
 
 
 class Mixed6a(nn.Module):
@@ -192,10 +192,7 @@ class FaceNet(PaperExtractor):
 
     def __init__(self, name: str, spec: dict[str, Any] | None = None):
         super().__init__(name, spec)
-        path = self.weights_path()
-        checkpoint = self.load_torch_file(path)
-        if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
-            checkpoint = checkpoint["state_dict"]
+        path, checkpoint = self.load_state()
         self.backbone = InceptionResnetV1()
         info = load_state_dict_into(self, self.backbone, checkpoint, path, prefixes=("module.",),
                                     ignore=("logits.",))

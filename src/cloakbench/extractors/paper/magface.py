@@ -136,8 +136,7 @@ class MagFace(PaperExtractor):
         super().__init__(name, spec)
         values, self._params_overridden = self.resolve_params(name, spec)
         self.channel_order = values["channel_order"]
-        path = self.weights_path()
-        checkpoint = self.load_torch_file(path)
+        path, checkpoint = self.load_checkpoint()
         if not isinstance(checkpoint, dict):
             raise self.format_error(path, f"expected a dict, found {type(checkpoint).__name__}")
         state = checkpoint.get("state_dict", checkpoint)

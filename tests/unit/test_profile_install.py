@@ -11,8 +11,8 @@ import pytest
 
 from cloakbench import profiles
 from cloakbench.profiles import ProfileInstallError, install_profiles, main
+from repo_paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ROOT / "profiles"
 NAMES = {"slurm", "slurm-local"}
 

@@ -19,7 +19,7 @@ from cloakbench.plan import build_plan
 from cloakbench.provenance import CONFIG_HASH_ENV, LIBRARIES, plan_hash, provenance
 from cloakbench.records import Record, read_records, write_records
 
-ROOT = Path(__file__).resolve().parents[1]
+from repo_paths import ROOT
 SCHEMA = ROOT / "config" / "schema.yaml"
 PKG = Path(cloakbench.__file__).resolve().parent
 

@@ -5,8 +5,10 @@ import torch
 import torch.nn.functional as F
 from pytorch_msssim import ssim
 
-from cloaks_testlib import TinyNet, one_thread, smooth_images  # noqa: F401 (fixture)
+from cloaks_testlib import TinyNet, smooth_images
 from cloakbench.cloaks.metrics import dssim, feature_shift, l2, linf, perturbation_stats
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_dssim_is_half_one_minus_ssim_per_image():

@@ -3,7 +3,7 @@
 
 Cloaks run on the tests' tiny random extractor; extractors whose weights cannot be shipped
 run on stand-in weight files made here (random weights, the original formats: see
-tests/test_paper_models.py for the loaders themselves). A type added without a stand-in
+tests/unit/extractors/test_paper_models.py for the loaders themselves). A type added without a stand-in
 below is still run with its defaults, and fails here until it keeps the contract.
 """
 

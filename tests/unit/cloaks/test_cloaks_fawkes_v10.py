@@ -3,11 +3,13 @@
 import pytest
 import torch
 
-from cloaks_testlib import TinyNet, one_thread, smooth_images  # noqa: F401 (fixture)
+from cloaks_testlib import TinyNet, smooth_images
 from cloakbench.cloaks import build_cloak
 from cloakbench.cloaks.fawkes_v10 import FawkesV10
 from cloakbench.cloaks.metrics import dssim, feature_shift, linf
 from cloakbench.errors import ConfigError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from PIL import Image
 
 from cloakbench.data.prepare import (_short_hash, assign_image_ids, discover, identity_ids,
                                      picture_ids, prepare_dataset)
-from conftest import smooth_image
+from pictures import smooth_image
 
 
 def _pictures(folder: Path, names, seed: int) -> None:

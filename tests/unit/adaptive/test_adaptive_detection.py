@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from adaptive_testlib import TinyTrainable, cloak_subset, make_dataset, single_thread  # noqa: F401 (fixture)
+from adaptive_testlib import TinyTrainable, cloak_subset, make_dataset
 from cloakbench.adaptive import detection
 from cloakbench.errors import ConfigError
 
-pytestmark = pytest.mark.usefixtures("single_thread")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

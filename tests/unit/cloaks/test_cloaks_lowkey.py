@@ -5,12 +5,14 @@ import warnings
 import pytest
 import torch
 
-from cloaks_testlib import TinyNet, one_thread, smooth_images  # noqa: F401 (fixture)
+from cloaks_testlib import TinyNet, smooth_images
 from cloakbench.cloaks import build_cloak
 from cloakbench.cloaks.lowkey import LowKey
 from cloakbench.cloaks.metrics import LPIPSAlex
 from cloakbench.cloaks.metrics import feature_shift, linf
 from cloakbench.errors import ConfigError, MissingWeightsError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

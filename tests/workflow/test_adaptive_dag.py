@@ -9,7 +9,8 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from repo_paths import ROOT
+
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
 

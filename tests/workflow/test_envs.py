@@ -16,8 +16,8 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from rules_text import action_rules, rules
+from repo_paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 ENVS = sorted((ROOT / "envs").glob("*.yaml"))
 # Workflow tools: they drive the jobs from outside and are not needed inside a job's env.
 DRIVER_TOOLS = {"snakemake", "snakemake-executor-plugin-slurm", "dvc"}

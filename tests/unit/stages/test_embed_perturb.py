@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from adaptive_testlib import TinyTrainable, make_dataset, single_thread  # noqa: F401 (fixture)
+from adaptive_testlib import TinyTrainable, make_dataset
 from cloakbench.embed import run_embed, stack
 from cloakbench.io import write_parquet
 from cloakbench.perturb import run_perturb
 
-pytestmark = pytest.mark.usefixtures("single_thread")
+pytestmark = pytest.mark.usefixtures("one_thread")
 SPEC = {"type": TinyTrainable.type_name}
 
 

@@ -4,12 +4,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cloaks_testlib import TinyNet, one_thread, smooth_images  # noqa: F401 (fixture)
+from cloaks_testlib import TinyNet, smooth_images
 from cloakbench.cloaks import build_cloak
 from cloakbench.cloaks.context import build_target_context
 from cloakbench.cloaks.fawkes_v03 import FawkesV03
 from cloakbench.cloaks.metrics import dssim
 from cloakbench.errors import ConfigError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

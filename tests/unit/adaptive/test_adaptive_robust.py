@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 import torch
 
-from adaptive_testlib import TinyTrainable, cloak_subset, make_dataset, single_thread  # noqa: F401 (fixture)
+from adaptive_testlib import TinyTrainable, cloak_subset, make_dataset
 from cloakbench.adaptive import robust
 from cloakbench.errors import ConfigError, DataError
 from cloakbench.extractors.registry import build_extractor
 
 FAST = {"epochs": 2, "batch_size": 8, "steps_per_epoch": None, "optimizer": "adam", "lr": 1e-3}
 
-pytestmark = pytest.mark.usefixtures("single_thread")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

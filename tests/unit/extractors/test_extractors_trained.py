@@ -15,17 +15,8 @@ from cloakbench.extractors import build_extractor
 from cloakbench.extractors.heads import ArcFaceHead, CosFaceHead
 from cloakbench.extractors.training import augment, train_extractor
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 TYPES = ["small_cnn", "resnet_face"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Train on one thread: the 2 cores are shared with other test jobs, and an oversubscribed
-    OpenMP pool makes these small-batch steps several times slower, not faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -1,20 +1,15 @@
 """README "Adding an extractor" / "Adding a cloak", followed to the letter: the two example
 files and the config entries are taken from the README itself, written to a folder on the
-path, named under ``plugins:``, validated, built and run (and, in the slow test, the
-workflow's dry run plans jobs for them)."""
+path, named under ``plugins:``, validated, built and run (the workflow's dry run that plans
+jobs for them: tests/workflow/test_plugins_workflow.py)."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from cloaks_testlib import smooth_images
 from cloakbench.cloaks import CLOAKS, build_cloak
@@ -22,48 +17,12 @@ from cloakbench.config import validate_config
 from cloakbench.errors import ConfigError
 from cloakbench.extractors import EXTRACTORS, build_extractor
 from cloakbench.registry import PLUGINS_ENV
+from readme_plugins import README, config_with_plugins
+from repo_paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text()
 SCHEMA = ROOT / "config" / "schema.yaml"
 BAD_EPS_MESSAGE = ("cloaks.toy.params.eps (cloak type 'toy_cloak'): must be a number in\n"
                    "(0, 1], got 'big'")
-
-
-def readme_blocks(language: str, marker: str) -> dict[str, str]:
-    """Fenced ``language`` blocks of the README whose first line is ``# <marker>: <name>``."""
-    found = {}
-    for body in re.findall(rf"```{language}\n(.*?)```", README, flags=re.S):
-        first = body.splitlines()[0]
-        if first.startswith(f"# {marker}: "):
-            found[first.split(": ", 1)[1].strip()] = body
-    return found
-
-
-@pytest.fixture
-def plugin_dir(tmp_path, monkeypatch):
-    """The README's two files in a folder on sys.path; registrations undone afterwards."""
-    files = readme_blocks("python", "file")
-    assert set(files) == {"toy_extractor.py", "toy_cloak.py"}, sorted(files)
-    for name, body in files.items():
-        (tmp_path / name).write_text(body)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv(PLUGINS_ENV, "")  # restored afterwards, whatever validation sets
-    yield tmp_path
-    for module in ("toy_extractor", "toy_cloak"):
-        sys.modules.pop(module, None)
-    EXTRACTORS.unregister("toy_extractor")
-    CLOAKS.unregister("toy_cloak")
-
-
-def config_with_plugins() -> dict:
-    blocks = readme_blocks("yaml", "config")
-    entries = yaml.safe_load(blocks["plugins"])
-    cfg = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
-    cfg["plugins"] = entries["plugins"]
-    cfg["extractors"].update(entries["extractors"])
-    cfg["cloaks"].update(entries["cloaks"])
-    return cfg
 
 
 def test_readme_plugins_validate_build_and_run(plugin_dir):
@@ -126,19 +85,3 @@ def test_registry_refuses_a_second_class_under_a_taken_name():
     with pytest.raises(ConfigError, match=r"cloaks\.c\.type: unknown cloak type 'pgdd'. "
                                           r"Known types: external, fawkes_v03"):
         CLOAKS.get("pgdd", name="c")
-
-
-@pytest.mark.slow
-def test_workflow_dry_run_plans_the_plugin_jobs(plugin_dir, tmp_path):
-    configfile = tmp_path / "config.yaml"
-    configfile.write_text(yaml.safe_dump(config_with_plugins()))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(plugin_dir), str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
-    env.pop(PLUGINS_ENV, None)
-    proc = subprocess.run(
-        [str(Path(sys.executable).parent / "snakemake"), "-s", str(ROOT / "Snakefile"),
-         "-d", str(tmp_path / "work"), "--configfile", str(configfile), "-n", "--cores", "1"],
-        capture_output=True, text=True, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "results/cloaked/toy/protected/shard-0" in proc.stdout
-    assert "results/records/toy/toy.json" in proc.stdout

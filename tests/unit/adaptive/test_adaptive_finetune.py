@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from adaptive_testlib import TinyTrainable, make_dataset, single_thread  # noqa: F401 (fixture)
+from adaptive_testlib import TinyTrainable, make_dataset
 from cloakbench.adaptive import finetune
 
 FAST = {"epochs": 6, "batch_size": 8, "steps_per_epoch": None, "optimizer": "adam", "lr": 3e-3}
 
-pytestmark = pytest.mark.usefixtures("single_thread")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

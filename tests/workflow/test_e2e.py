@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from repo_paths import ROOT
+
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
 

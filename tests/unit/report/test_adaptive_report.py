@@ -4,7 +4,6 @@ sections (cloakbench.report.adaptive)."""
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
 import yaml
@@ -14,8 +13,7 @@ from cloakbench.plan import build_plan
 from cloakbench.records import Record
 from cloakbench.report import adaptive as rs
 from cloakbench.report.figures import combinations_scatter_png, detection_roc_png
-
-ROOT = Path(__file__).resolve().parents[1]
+from repo_paths import ROOT
 
 
 def base_config() -> dict:
@@ -60,6 +58,10 @@ def test_adaptive_config_resolves_with_defaults(tmp_path):
      "adaptive.timetravel.pairs\\[1\\].new: unknown cloak 'fawkes'"),
     (lambda c: c["adaptive"]["combine"]["pairs"].append({"accurate": "x", "robust": "sface"}),
      "adaptive.combine.pairs\\[1\\].accurate: unknown extractor 'x'"),
+    (lambda c: c["adaptive"]["timetravel"]["pairs"].append({"old": "pgd", "new": "pgd"}),
+     "adaptive.timetravel.pairs\\[1\\]: old and new are the same cloak 'pgd'"),
+    (lambda c: c["adaptive"]["combine"]["pairs"].append({"accurate": "sface", "robust": "sface"}),
+     "adaptive.combine.pairs\\[1\\]: accurate and robust are the same extractor 'sface'"),
     (lambda c: c["adaptive"]["finetune"].update(extractors=["nope"]), "adaptive.finetune.extractors"),
     (lambda c: c["adaptive"]["finetune"].update(train={"epochz": 1}), "adaptive.finetune.train: unknown keys"),
     (lambda c: c["adaptive"]["detection"]["detectors"].update(bad={"type": "features", "extractor": "zz"}),
