@@ -123,6 +123,7 @@ def check_declared_params(cfg: dict[str, Any]) -> None:
     """Each cloak's ``params`` against its class's declaration (types, ranges, modes, unknown
     keys) and each in-pipeline extractor's ``train`` settings: no weights, before any job."""
     from .cloaks.registry import cloak_class
+    from .extractors.base import SPEC_KEYS
     from .extractors.registry import extractor_class
     from .extractors.trained import TrainedExtractor
     from .extractors.training import train_settings
@@ -140,6 +141,11 @@ def check_declared_params(cfg: dict[str, Any]) -> None:
                 "or set candidate_role: public (a recorded deviation)")
     for name, spec in cfg["extractors"].items():
         cls = extractor_class(spec["type"], name=name)
+        accepted = SPEC_KEYS + tuple(cls.spec_keys)
+        unknown = sorted(set(spec) - set(accepted))
+        if unknown:
+            raise ConfigError(f"extractors.{name}: unknown key(s) {', '.join(unknown)} for extractor type "
+                              f"'{cls.type_name}' (accepted: {', '.join(accepted)})")
         if cls.params or spec.get("params") is not None:
             resolve(cls.params, None, spec.get("params"), where=f"extractors.{name}.params",
                     owner=f"extractor type '{cls.type_name}'")

@@ -67,3 +67,14 @@ def test_bad_release_date(demo_config, schema, repo_root):
     bad["extractors"]["sface"]["release_date"] = "last year"
     with pytest.raises(ConfigError, match="extractors.sface.release_date"):
         validate_config(bad, schema, base_dir=repo_root)
+
+
+def test_unknown_key_of_an_extractor_entry_names_it_and_the_accepted_keys(demo_config, schema, repo_root):
+    bad = copy.deepcopy(demo_config)
+    bad["extractors"]["sface"]["wieghts"] = "sface.onnx"  # a typo would otherwise be ignored
+    with pytest.raises(ConfigError, match=r"extractors\.sface: unknown key\(s\) wieghts .*accepted: "
+                                          r"type, release_date, weights, sha256, train, params"):
+        validate_config(bad, schema, base_dir=repo_root)
+    ok = copy.deepcopy(demo_config)
+    ok["extractors"]["dlib"]["num_jitters"] = 1  # a key the type declares (spec_keys)
+    validate_config(ok, schema, base_dir=repo_root)

@@ -52,6 +52,10 @@ class ExtractorInfo:
         return out
 
 
+#: Keys every `extractors.<name>` entry may have (config/schema.yaml); types add `spec_keys`.
+SPEC_KEYS: tuple[str, ...] = ("type", "release_date", "weights", "sha256", "train", "params")
+
+
 class Extractor(nn.Module):
     """Base class. Subclasses set the class attributes and implement ``embed``."""
 
@@ -64,6 +68,10 @@ class Extractor(nn.Module):
     differentiable: ClassVar[bool] = True
     # True for models whose weights are produced by the `train_extractor` rule.
     trained_in_pipeline: ClassVar[bool] = False
+    # Keys of a config entry `extractors.<name>` beyond SPEC_KEYS that this type reads (e.g.
+    # dlib's `num_jitters`); any other key is a config error before any job (a typo such as
+    # `wieghts:` would otherwise be ignored silently).
+    spec_keys: ClassVar[tuple[str, ...]] = ()
     # Published verification threshold of a pretrained model on its raw embeddings (None when
     # none is published): "cosine" = same person when cosine similarity >= threshold,
     # "euclidean" = same person when Euclidean distance <= threshold (``cloakbench audit``).

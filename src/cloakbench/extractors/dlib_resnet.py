@@ -70,6 +70,7 @@ class DlibResNet(Extractor):
     """dlib ResNet-29 face descriptor on aligned crops (black box, via numpy)."""
 
     type_name = "dlib_resnet"
+    spec_keys = ("num_jitters",)  # dlib's compute_face_descriptor(num_jitters=...)
     family = "ResNet-29 (dlib)"
     release = "2017-02-12"  # dlib 19.3, first release with the ResNet face model
     input_size = 112

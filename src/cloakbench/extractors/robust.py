@@ -38,6 +38,7 @@ class RobustExtractor(Extractor):
     """
 
     type_name = "robust"
+    spec_keys = ("base", "cloaks", "base_spec")  # base_spec: filled in by the plan
     family = "robust fine-tune (adaptive trainer)"
     differentiable = True
     trained_in_pipeline = True

@@ -48,6 +48,7 @@ class _InsightfaceRecogniser(PaperExtractor):
     mean = (0.5, 0.5, 0.5)
     std = (0.5, 0.5, 0.5)
     embedding_dim = 512
+    spec_keys = ("input_mean", "input_std")  # override what insightface guesses from the graph
     weights_filename = ("w600k_r50.onnx (or another insightface pack's recogniser, "
                         "e.g. glintr100.onnx)")
     published_at = _PUBLISHED_AT

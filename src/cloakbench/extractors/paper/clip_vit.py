@@ -66,6 +66,7 @@ class ClipViT(PaperExtractor):
     """CLIP ViT-B/32 image tower (OpenAI weights by default) loaded through open_clip."""
 
     type_name = "clip_vit"
+    spec_keys = ("arch",)         # open_clip architecture name
     family = "ViT-B/32 (CLIP)"
     input_size = 224
     mean = CLIP_MEAN
