@@ -35,7 +35,6 @@ import torch
 from PIL import Image
 
 import sidevenv
-from cloaks_testlib import one_thread  # noqa: F401 (autouse fixture: one torch thread)
 from face_photos import different_people
 from twin import twins_from
 
@@ -44,6 +43,8 @@ from cloakbench.cloaks.fawkes_v03 import FawkesV03
 from cloakbench.cloaks.fawkes_v10 import MODES as V10_MODES
 from cloakbench.cloaks.fawkes_v10 import FawkesV10
 from cloakbench.cloaks.metrics import dssim, feature_shift, linf
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread (tests/conftest.py)
 
 HERE = Path(__file__).resolve().parent
 
