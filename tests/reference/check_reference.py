@@ -46,6 +46,11 @@ from cloakbench.cloaks.metrics import dssim, feature_shift, linf
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread (tests/conftest.py)
 
+
+def assert_twin_matches(got: np.ndarray, keras: np.ndarray) -> None:
+    """A torch twin's features equal its Keras model's (relative 1e-4)."""
+    assert np.abs(got - keras).max() <= 1e-4 * max(1.0, np.abs(keras).max())
+
 HERE = Path(__file__).resolve().parent
 
 # One case per mode preset; the faces are real photos from installed packages (face_photos.py).
@@ -256,7 +261,7 @@ def test_v10_twins_compute_the_keras_features(v10):
         with torch.no_grad():
             for twin, keras in zip(run["twins"], run["clean_features"]):
                 got = twin(run["clean"]).numpy()
-                assert np.abs(got - keras).max() <= 1e-4 * max(1.0, np.abs(keras).max())
+                assert_twin_matches(got, keras)
 
 
 @pytest.mark.parametrize("name", [c["name"] for c in V10_CASES])
@@ -323,7 +328,7 @@ def test_v03_original_runs_and_twins_match(v03):
                 for key, pics in (("clean", run["clean"]), ("target", run["target"])):
                     keras = run["features"][f"{case['name']}/{key}_features{j}"]
                     got = twin(pics).numpy()
-                    assert np.abs(got - keras).max() <= 1e-4 * max(1.0, np.abs(keras).max())
+                    assert_twin_matches(got, keras)
 
 
 @pytest.mark.parametrize("name", [c["name"] for c in V03_CASES])

@@ -129,14 +129,12 @@ def finetune_evaluate(scrape: pd.DataFrame, model: Extractor, *, settings: dict[
     users = sorted(set(y_true[role == "protected"]))
     per_user = protocol == "per_user" and bool(tr["cloaked"].any()) and bool(users)
     runs: dict[str | None, FinetuneResult] = {}
-    run_reads: dict[str | None, list[str]] = {}
+    reads: list[str] = []  # every picture any of the runs opened (the adaptive variant's read check)
     for user in (users if per_user else [None]):
         log.info("end-to-end classifier, %s", f"per-user set of {user}" if user else "one training set")
-        reads: list[str] = []
         pairs = user_training_pairs(tr, user) + (list(augment.pairs) if augment is not None else [])
         runs[user] = finetune_classify(copy.deepcopy(model), pairs, list(te["path"]), seed=seed,
                                        device=device, settings=train_settings, log_read_paths=reads)
-        run_reads[user] = reads
     if per_user:
         metrics = per_user_protection_metrics(y_true, {u: r.predictions.astype(str) for u, r in runs.items()},
                                               role, bootstrap=bootstrap, seed=seed)
@@ -154,7 +152,7 @@ def finetune_evaluate(scrape: pd.DataFrame, model: Extractor, *, settings: dict[
     extra: dict[str, Any] = {"finetune_variant": variant}
     if augment is not None:
         scraped = set(map(str, tr["path"])) | set(map(str, te["path"])) | set(map(str, tr.get("clean_path", [])))
-        extra_reads = sorted({r for reads in run_reads.values() for r in reads if r not in scraped})
+        extra_reads = sorted({r for r in reads if r not in scraped})
         augment.check_reads(extra_reads)
         metrics["n_train_augmented"] = len(augment.pairs)
         metrics["n_train_augmented_per_cloak"] = augment.per_cloak()
