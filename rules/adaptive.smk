@@ -162,7 +162,7 @@ rule timetravel:
     params:
         imagesets=_timetravel_imagesets,
         switch_fraction=ADAPTIVE["timetravel"]["switch_fraction"],
-        extractor_spec=lambda wc: PLAN.plain("extractors", wc.extractor),
+        extractor_info=lambda wc: PLAN.extractor_info(wc.extractor),
         old_spec=lambda wc: PLAN.cloak_spec(wc.old),
         new_spec=lambda wc: PLAN.cloak_spec(wc.new),
         evaluate=PLAN.plain("evaluate"),

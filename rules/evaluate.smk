@@ -8,7 +8,7 @@ rule evaluate:
         "results/records/{cloak}/{extractor}.json",
     params:
         imagesets=lambda wc: PLAN.imagesets(wc.cloak),
-        extractor_spec=lambda wc: PLAN.plain("extractors", wc.extractor),
+        extractor_info=lambda wc: PLAN.extractor_info(wc.extractor),
         cloak_spec=lambda wc: PLAN.cloak_spec(wc.cloak),
         evaluate=PLAN.plain("evaluate"),
         scrape=PLAN.plain("scrape"),

@@ -20,9 +20,8 @@ import numpy as np
 import pandas as pd
 
 from .classifiers import linear_probe, nearest_neighbour
-from .embed import stack
 from .errors import DataError
-from .io import write_json, write_png
+from .io import stack_embeddings as stack, write_json, write_png
 
 log = logging.getLogger(__name__)
 

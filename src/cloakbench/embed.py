@@ -44,10 +44,6 @@ def read_embeddings(path: str | Path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def stack(df: pd.DataFrame) -> np.ndarray:
-    return np.stack(df["embedding"].to_numpy()).astype(np.float32) if len(df) else np.zeros((0, 0), np.float32)
-
-
 def imageset_table(table: pd.DataFrame, imageset: str, images: str | Path) -> pd.DataFrame:
     """The pictures (image_id, path) of one image set: ``clean`` = the whole manifest (``table``;
     paths made absolute from the dataset's ``images`` folder), ``scraped-<cloak>`` = the rows of

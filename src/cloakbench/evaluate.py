@@ -21,7 +21,6 @@ The record reports the mean over protected users with a 95 % percentile bootstra
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +30,7 @@ import numpy as np
 import pandas as pd
 
 from .classifiers import CLASSIFIERS, l2n
-from .embed import stack
-from .extractors.registry import extractor_class
+from .io import stack_embeddings as stack
 from .records import Record, write_records
 
 log = logging.getLogger(__name__)
@@ -173,17 +171,18 @@ def feature_shift_from_embeddings(scrape: pd.DataFrame, embeddings: dict[str, pd
     return pd.concat(parts, ignore_index=True)
 
 
-def evaluation_settings(*, cloak: str, extractor: str, extractor_spec: dict[str, Any],
+def evaluation_settings(*, cloak: str, extractor: str, extractor_info: dict[str, Any],
                         cloak_spec: dict[str, Any] | None, seed: int, scrape_cfg: dict[str, Any],
                         evaluate_cfg: dict[str, Any], dataset_cfg: dict[str, Any],
                         scrape: pd.DataFrame) -> dict[str, Any]:
     """The ``settings`` of an evaluation record (also the end-to-end and time-travel ones);
-    ``protocol`` and ``features`` are repeated at the top level (they change every number)."""
-    info = extractor_class(extractor_spec["type"], name=extractor).describe(extractor, extractor_spec)
+    ``protocol`` and ``features`` are repeated at the top level (they change every number).
+    ``extractor_info``: ``cloakbench.extractors.registry.describe_extractor(extractor, spec)``
+    (the ``evaluate`` rule gets it from the plan: this module imports no model code)."""
     return {
         "cloak": cloak, "extractor": extractor, "seed": seed, "cloak_spec": cloak_spec,
         "protocol": scrape_cfg["protocol"], "features": evaluate_cfg["features"],
-        "extractor_info": dataclasses.asdict(info), "scrape": scrape_cfg, "evaluate": evaluate_cfg,
+        "extractor_info": dict(extractor_info), "scrape": scrape_cfg, "evaluate": evaluate_cfg,
         "dataset": {"root": dataset_cfg["root"], "n_pictures": int(len(scrape)),
                     "n_identities": int(scrape["identity"].nunique())},
         "protected_users": sorted(scrape.loc[scrape["role"] == "protected", "identity"].unique().tolist()),
@@ -250,12 +249,12 @@ def read_embedding_sets(imagesets: Sequence[str], paths: Sequence[str | Path]) -
 
 
 def run_evaluate(*, scrape: str | Path, embeddings: Sequence[str | Path], imagesets: Sequence[str],
-                 out: str | Path, cloak: str, extractor: str, extractor_spec: dict[str, Any],
+                 out: str | Path, cloak: str, extractor: str, extractor_info: dict[str, Any],
                  cloak_spec: dict[str, Any] | None, evaluate_cfg: dict[str, Any], scrape_cfg: dict[str, Any],
                  dataset_cfg: dict[str, Any], seed: int) -> list[Record]:
     """Rule ``evaluate``: every configured classifier for one (cloak, extractor) -> ``out``."""
     table = pd.read_parquet(scrape)
-    settings = evaluation_settings(cloak=cloak, extractor=extractor, extractor_spec=extractor_spec,
+    settings = evaluation_settings(cloak=cloak, extractor=extractor, extractor_info=extractor_info,
                                    cloak_spec=cloak_spec, seed=seed, scrape_cfg=scrape_cfg,
                                    evaluate_cfg=evaluate_cfg, dataset_cfg=dataset_cfg, scrape=table)
     records = evaluate(table, read_embedding_sets(imagesets, embeddings), classifiers=evaluate_cfg["classifiers"],

@@ -192,3 +192,8 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj)}")
+
+
+def stack_embeddings(df: pd.DataFrame) -> np.ndarray:
+    """The ``embedding`` column of an embeddings table as one float32 matrix (rows in order)."""
+    return np.stack(df["embedding"].to_numpy()).astype(np.float32) if len(df) else np.zeros((0, 0), np.float32)

@@ -38,7 +38,7 @@ from .adaptive.settings import check_adaptive_config
 from .card import CARD_TYPES
 from .config import missing_inputs, validate_config
 from .errors import ConfigError
-from .extractors.registry import extractor_class
+from .extractors.registry import describe_extractor, extractor_class
 
 
 def freeze(obj: Any) -> Any:
@@ -113,6 +113,12 @@ class Plan:
                 and s["protected_fraction"] > 0):
             sets.append("scraped-none")  # the re-encoded uncloaked pictures of the other protected users
         return sets
+
+    def extractor_info(self, extractor: str) -> dict[str, Any]:
+        """What the records say of ``extractor`` (``describe_extractor``), for the rules whose
+        jobs read embeddings only (``evaluate``, ``timetravel``): computed here, where the
+        extractor classes are loaded anyway, so those jobs never import torch."""
+        return describe_extractor(extractor, self.plain("extractors", extractor))
 
     def detector_extractor(self, detector: str) -> str | None:
         """The extractor detector ``detector`` needs loaded, or None."""

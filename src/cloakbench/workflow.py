@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -20,8 +21,7 @@ def log_to(log_path: str | Path, rule: str = "", threads: int | None = None) -> 
     (one thread per core) oversubscribes the machine when Snakemake runs jobs side by side.
     """
     if threads:
-        import torch
-        torch.set_num_threads(int(threads))
+        hold_threads(int(threads))
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", buffering=1) as fh:
@@ -48,6 +48,21 @@ def log_to(log_path: str | Path, rule: str = "", threads: int | None = None) -> 
             logger.info("rule %s finished in %.1f s", rule, time.perf_counter() - start)
             sys.stdout, sys.stderr = old_out, old_err
             root.handlers[:] = []
+
+
+#: the thread pools a job may start (OpenMP: torch's intra-op pool; BLAS for numpy and sklearn)
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def hold_threads(threads: int) -> None:
+    """Hold torch and the BLAS libraries to ``threads``, without importing torch: a job that
+    never needs torch (``evaluate``, ``scrape``...) must not pay its 2 s import just to set a
+    thread count. The environment covers a torch or numpy imported later in the job."""
+    for name in THREAD_ENV:
+        os.environ[name] = str(threads)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
 
 
 def resolve_device(device: str) -> str:

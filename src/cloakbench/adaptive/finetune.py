@@ -41,7 +41,7 @@ from ..data.scrape import collect_shards
 from ..errors import DataError
 from ..evaluate import evaluation_settings, per_user_protection_metrics, protection_metrics
 from ..extractors.base import Extractor
-from ..extractors.registry import build_extractor
+from ..extractors.registry import build_extractor, describe_extractor
 from ..images import read_pictures
 from ..records import Record, write_records
 from ..workflow import resolve_device
@@ -226,7 +226,8 @@ def run_finetune_evaluate(*, scrape: str | Path, out: str | Path, cloak: str, ex
         augment = adaptive_augmentation(pd.read_parquet(manifest), pd.read_parquet(roles), Path(images).parent,
                                         cloaked)
     model = build_extractor(extractor, extractor_spec, checkpoint=checkpoint, device=device)
-    settings = evaluation_settings(cloak=cloak, extractor=extractor, extractor_spec=extractor_spec,
+    settings = evaluation_settings(cloak=cloak, extractor=extractor,
+                                   extractor_info=describe_extractor(extractor, extractor_spec),
                                    cloak_spec=cloak_spec, seed=seed, scrape_cfg=scrape_cfg,
                                    evaluate_cfg=evaluate_cfg, dataset_cfg=dataset_cfg, scrape=table)
     records = finetune_evaluate(table, model, settings=settings, train_settings=train,

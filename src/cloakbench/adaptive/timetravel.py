@@ -73,7 +73,7 @@ def imagesets_of(table: pd.DataFrame) -> list[str]:
 
 def run_timetravel(*, old: str | Path, new: str | Path, embeddings: Sequence[str | Path], imagesets: Sequence[str],
                    out: str | Path, old_cloak: str, new_cloak: str, switch_fraction: float, extractor: str,
-                   extractor_spec: dict[str, Any], old_spec: dict[str, Any], new_spec: dict[str, Any],
+                   extractor_info: dict[str, Any], old_spec: dict[str, Any], new_spec: dict[str, Any],
                    evaluate_cfg: dict[str, Any], scrape_cfg: dict[str, Any], dataset_cfg: dict[str, Any],
                    seed: int) -> list[Record]:
     """Rule ``timetravel``: every classifier on the switched scrape table (``old``/``new``: the two
@@ -81,7 +81,7 @@ def run_timetravel(*, old: str | Path, new: str | Path, embeddings: Sequence[str
     table = timetravel_scrape(pd.read_parquet(old), pd.read_parquet(new), old_cloak=old_cloak,
                               new_cloak=new_cloak, switch_fraction=switch_fraction)
     settings = evaluation_settings(cloak=f"{old_cloak}->{new_cloak}", extractor=extractor,
-                                   extractor_spec=extractor_spec, cloak_spec=None, seed=seed,
+                                   extractor_info=extractor_info, cloak_spec=None, seed=seed,
                                    scrape_cfg=scrape_cfg, evaluate_cfg=evaluate_cfg, dataset_cfg=dataset_cfg,
                                    scrape=table)
     used = table.loc[table["split"] == "train", "cloak_used"]

@@ -20,6 +20,14 @@ register_extractor = EXTRACTORS.register
 extractor_class = EXTRACTORS.get
 
 
+def describe_extractor(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """What a record says of extractor ``name`` (``Extractor.describe`` as a plain dict), from
+    its class and config entry, without building the model."""
+    import dataclasses
+
+    return dataclasses.asdict(extractor_class(spec.get("type", ""), name=name).describe(name, spec))
+
+
 def build_extractor(name: str, spec: dict[str, Any], *, checkpoint: str | Path | None = None,
                     device: str = "cpu") -> Extractor:
     """Instantiate the configured extractor ``name`` in eval mode.

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cloakbench.extractors.registry import describe_extractor
 from cloakbench.adaptive.timetravel import run_timetravel, timetravel_scrape
 from cloakbench.data.scrape import SCRAPE_COLUMNS
 from cloakbench.errors import DataError
@@ -79,7 +80,7 @@ def test_run_timetravel_writes_timetravel_records(tmp_path):
     out = tmp_path / "tt.json"
     run_timetravel(old=tmp_path / "old.parquet", new=tmp_path / "new.parquet", embeddings=files,
                    imagesets=["clean", "scraped-v03", "scraped-v10"], out=out, old_cloak="v03", new_cloak="v10",
-                   switch_fraction=0.5, extractor="x", extractor_spec=spec, old_spec={"type": "pgd"},
+                   switch_fraction=0.5, extractor="x", extractor_info=describe_extractor("x", spec), old_spec={"type": "pgd"},
                    new_spec={"type": "pgd"},
                    evaluate_cfg={"classifiers": ["knn1", "linear"], "bootstrap": 5, "features": "raw"},
                    scrape_cfg={"protocol": "per_user"}, dataset_cfg={"root": "d"}, seed=0)

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from adaptive_testlib import TinyTrainable, make_dataset
-from cloakbench.embed import run_embed, stack
+from cloakbench.embed import run_embed
+from cloakbench.io import stack_embeddings as stack
 from cloakbench.io import write_parquet
 from cloakbench.perturb import run_perturb
 

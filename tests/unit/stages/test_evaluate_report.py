@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cloakbench.extractors.registry import describe_extractor
 from cloakbench.errors import DataError
 from cloakbench.evaluate import assemble, bootstrap_ci, evaluate, protection_metrics, run_evaluate
 from cloakbench.records import read_records, write_records
@@ -119,7 +120,7 @@ def test_run_evaluate_writes_the_records_of_its_files(tmp_path):
     spec = {"type": "small_cnn", "release_date": "2018-06-01"}
     recs = run_evaluate(scrape=tmp_path / "scrape.parquet", embeddings=[tmp_path / "clean.parquet",
                         tmp_path / "scraped-c.parquet"], imagesets=["clean", "scraped-c"], out=out, cloak="c",
-                        extractor="e", extractor_spec=spec, cloak_spec={"type": "pgd", "ensemble": ["e"]},
+                        extractor="e", extractor_info=describe_extractor("e", spec), cloak_spec={"type": "pgd", "ensemble": ["e"]},
                         evaluate_cfg={"classifiers": ["knn1"], "bootstrap": 10, "batch_size": 4, "features": "l2"},
                         scrape_cfg={"protected_fraction": 1.0, "protocol": "joint"}, dataset_cfg={"root": "data"},
                         seed=0)

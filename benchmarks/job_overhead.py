@@ -1,0 +1,70 @@
+"""How much of a finished Snakemake run was the jobs' own work, and how much was start-up.
+
+    python benchmarks/job_overhead.py RUN_DIR [--wall SECONDS]
+
+Reads every rule log under ``RUN_DIR/logs`` (``cloakbench.workflow.log_to`` ends each with
+"rule <name> finished in <s> s": the time inside the rule's function, after the script's
+imports) and the newest Snakemake log under ``RUN_DIR/.snakemake/log`` (wall time = from its
+"Date:" header to its last job's completion stamp, unless ``--wall`` is given, e.g. from
+``/usr/bin/time``). Prints one row per rule (jobs, work, work per job) and the issue-15
+figures: wall time, sum of job work, and their ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections import defaultdict
+from datetime import datetime
+from pathlib import Path
+
+FINISHED = re.compile(r"rule (\S+) finished in ([0-9.]+) s")
+STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
+DATE = re.compile(r"^\s*Date: (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)$")
+
+
+def job_work(run: Path) -> dict[str, list[float]]:
+    work: dict[str, list[float]] = defaultdict(list)
+    for log in sorted((run / "logs").rglob("*.log")):
+        for line in log.read_text(errors="replace").splitlines():
+            m = FINISHED.search(line)
+            if m:
+                work[m.group(1)].append(float(m.group(2)))
+    return work
+
+
+def snakemake_wall(run: Path) -> float:
+    logs = sorted((run / ".snakemake" / "log").glob("*.snakemake.log"))
+    if not logs:
+        sys.exit(f"{run}/.snakemake/log has no Snakemake log: give --wall SECONDS")
+    start = end = None
+    for line in logs[-1].read_text().splitlines():
+        if (m := DATE.match(line)) and start is None:
+            start = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")
+        if m := STAMP.match(line):
+            end = datetime.strptime(" ".join(m.group(1).split()), "%a %b %d %H:%M:%S %Y")
+    if start is None or end is None:
+        sys.exit(f"{logs[-1]}: no Date: header or no job stamp: give --wall SECONDS")
+    return (end - start).total_seconds()
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=Path)
+    ap.add_argument("--wall", type=float, help="wall time of the run in seconds")
+    args = ap.parse_args(argv)
+    work = job_work(args.run)
+    if not work:
+        sys.exit(f"{args.run}/logs: no 'rule ... finished in' line")
+    wall = args.wall if args.wall is not None else snakemake_wall(args.run)
+    print(f"{'rule':28s} {'jobs':>5s} {'work s':>8s} {'s/job':>7s}")
+    for rule, secs in sorted(work.items(), key=lambda kv: -sum(kv[1])):
+        print(f"{rule:28s} {len(secs):5d} {sum(secs):8.1f} {sum(secs) / len(secs):7.2f}")
+    total = sum(sum(s) for s in work.values())
+    jobs = sum(len(s) for s in work.values())
+    print(f"\njobs {jobs}; wall {wall:.0f} s; sum of job work {total:.0f} s; "
+          f"wall / work {wall / total:.2f}")
+
+
+if __name__ == "__main__":
+    main()
