@@ -195,7 +195,7 @@ rule combine:
         quantile=ADAPTIVE["combine"]["quantile"],
         sweep=PLAN.plain("adaptive", "combine", "sweep"),
         bootstrap=PLAN["evaluate"]["bootstrap"],
-        scrape=PLAN.plain("scrape"),
+        scrape=PLAN.scrape_table_settings(),  # combine is always joint (its records say so)
         seed=PLAN["seed"],
     threads: 1
     resources:

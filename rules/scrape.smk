@@ -9,7 +9,7 @@ rule scrape:
         table="results/scrape/{cloak}/scrape.parquet",
         images=directory("results/scrape/{cloak}/images"),
     params:
-        scrape=PLAN.plain("scrape"),
+        scrape=PLAN.scrape_table_settings(),
         seed=PLAN["seed"],
     threads: 1
     resources:

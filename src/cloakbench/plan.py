@@ -114,6 +114,13 @@ class Plan:
             sets.append("scraped-none")  # the re-encoded uncloaked pictures of the other protected users
         return sets
 
+    def scrape_table_settings(self) -> dict[str, Any]:
+        """The ``scrape`` settings a scrape table depends on: all but ``protocol``, which only
+        says how ``evaluate`` and the end-to-end classifier use the table (the same under both
+        protocols). Switching the protocol thus reruns the evaluations, not the scrapes and the
+        embeddings of the scraped sets."""
+        return {k: v for k, v in self.plain("scrape").items() if k != "protocol"}
+
     def extractor_info(self, extractor: str) -> dict[str, Any]:
         """What the records say of ``extractor`` (``describe_extractor``), for the rules whose
         jobs read embeddings only (``evaluate``, ``timetravel``): computed here, where the

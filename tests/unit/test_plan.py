@@ -66,6 +66,14 @@ def test_plan_resolves_what_the_rules_need():
     assert build_plan(cfg, SCHEMA, base_dir=ROOT).imagesets("pgd") == ["clean", "scraped-pgd"]
     assert build_plan(cfg, SCHEMA, base_dir=ROOT)["scrape"]["protocol"] == "joint"
     assert plan["scrape"]["protocol"] == "per_user" and plan["evaluate"]["features"] == "raw"
+    # the scrape table's settings leave out the protocol (same table under both protocols)
+    joint = build_plan(cfg, SCHEMA, base_dir=ROOT)
+    assert "protocol" not in plan.scrape_table_settings()
+    assert {**plan.scrape_table_settings(), "protocol": "per_user"} == plan.plain("scrape")
+    assert joint.scrape_table_settings() == {k: v for k, v in joint.plain("scrape").items() if k != "protocol"}
+    # what the records say of an extractor, from the plan (the evaluate jobs import no model code)
+    info = plan.extractor_info("cnn_robust")
+    assert info["name"] == "cnn_robust" and info["type"] == "robust" and json.loads(json.dumps(info))
 
 
 def test_plan_errors_name_the_key(tmp_path):

@@ -126,3 +126,17 @@ def test_b_adding_an_extractor_runs_only_its_jobs_and_the_report(two_cloaks, tmp
                 | FINAL)
     assert set(jobs) == expected, sorted(set(jobs) ^ expected)
     print(f"incremental (b): adding extractor new_ext plans {len(jobs)} jobs")
+
+
+def test_d_switching_the_protocol_reruns_only_the_evaluations(tiny_run, tmp_path):
+    # The scrape table is the same under per_user and joint (cloakbench.plan.scrape_table_settings):
+    # switching reruns the classifiers, never a perturb shard, a scrape or an embedding.
+    work = copy_workdir(tiny_run, tmp_path / "work")
+    scrape = {**BASE.get("scrape", {}), "protocol": "joint"}
+    jobs = plan(work, write_config(tmp_path / "joint.yaml", scrape=scrape))
+    rules = {j.split(":")[0] for j in jobs}
+    evaluations = {f"evaluate:results/records/{c}/{e}.json" for c in ["none", FIRST] for e in EXTRACTORS}
+    assert evaluations <= set(jobs), sorted(evaluations - set(jobs))
+    assert rules <= {"evaluate", "finetune_evaluate", "finetune_adaptive_evaluate", "timetravel", "report", "all"}, \
+        sorted(jobs)
+    print(f"incremental (d): scrape.protocol per_user -> joint plans {len(jobs)} jobs ({sorted(rules)})")
