@@ -15,7 +15,8 @@ import pytest
 from repo_paths import ROOT
 
 # rule script -> must its job start without torch?
-TORCH_FREE = ["evaluate", "timetravel", "scrape", "select_users", "report", "prepare_dataset", "dataset_card"]
+TORCH_FREE = ["evaluate", "timetravel", "combine", "scrape", "select_users", "report", "prepare_dataset",
+              "dataset_card"]
 
 
 def script_modules(rule: str) -> list[str]:
