@@ -33,6 +33,31 @@ def job_work(run: Path) -> dict[str, list[float]]:
     return work
 
 
+def snakemake_jobs(run: Path) -> list[dict]:
+    """Each job of the newest Snakemake log: rule, log file, threads, start and end (seconds
+    from the log's first stamp; Snakemake stamps to the second)."""
+    logs = sorted((run / ".snakemake" / "log").glob("*.snakemake.log"))
+    if not logs:
+        return []
+    jobs: dict[str, dict] = {}
+    stamp, t0, current = None, None, None
+    for line in logs[-1].read_text().splitlines():
+        if m := STAMP.match(line):
+            stamp = datetime.strptime(" ".join(m.group(1).split()), "%a %b %d %H:%M:%S %Y")
+            t0 = t0 or stamp
+            continue
+        if m := re.match(r"^(?:local)?rule (\w+):$", line):
+            current = {"rule": m.group(1), "threads": 1, "start": (stamp - t0).total_seconds()}
+        elif current is not None and (m := re.match(r"^\s+jobid: (\d+)$", line)):
+            jobs[m.group(1)] = current
+        elif current is not None and (m := re.match(r"^\s+threads: (\d+)$", line)):
+            current["threads"] = int(m.group(1))
+        elif m := re.match(r"^Finished jobid: (\d+)", line):
+            if m.group(1) in jobs:
+                jobs[m.group(1)]["end"] = (stamp - t0).total_seconds()
+    return [j for j in jobs.values() if "end" in j]
+
+
 def snakemake_wall(run: Path) -> float:
     logs = sorted((run / ".snakemake" / "log").glob("*.snakemake.log"))
     if not logs:
@@ -64,6 +89,21 @@ def main(argv: list[str] | None = None) -> None:
     jobs = sum(len(s) for s in work.values())
     print(f"\njobs {jobs}; wall {wall:.0f} s; sum of job work {total:.0f} s; "
           f"wall / work {wall / total:.2f}")
+    timeline = snakemake_jobs(args.run)
+    if timeline:
+        # per rule: the jobs' durations as Snakemake saw them (process start to finish, to the
+        # second) minus their own work = start-up (interpreter, imports, Snakemake's preamble)
+        print(f"\n{'rule':28s} {'jobs':>5s} {'threads':>7s} {'job s':>8s} {'start-up s/job':>15s}")
+        by_rule: dict[str, list[dict]] = defaultdict(list)
+        for j in timeline:
+            by_rule[j["rule"]].append(j)
+        for rule, js in sorted(by_rule.items(), key=lambda kv: -len(kv[1])):
+            dur = sum(j["end"] - j["start"] for j in js)
+            startup = (dur - sum(work.get(rule, []))) / len(js)
+            print(f"{rule:28s} {len(js):5d} {max(j['threads'] for j in js):7d} {dur:8.0f} {startup:15.1f}")
+        busy = sum((j["end"] - j["start"]) * j["threads"] for j in timeline)
+        span = max(j["end"] for j in timeline)
+        print(f"thread-seconds held by jobs {busy:.0f} over {span:.0f} s")
 
 
 if __name__ == "__main__":

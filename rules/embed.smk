@@ -14,7 +14,9 @@ rule embed:
         spec=lambda wc: PLAN.plain("extractors", wc.extractor),
         batch_size=PLAN["evaluate"]["batch_size"],
         device=PLAN["device"],
-    threads: 2
+    # One thread: most embed jobs are a few seconds of work after a 2-s start (torch), so on a
+    # small machine two of them side by side overlap their start-ups; a GPU does the work anyway.
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
