@@ -17,6 +17,12 @@ the one (if any) whose name is already its sanitised form; pictures of one ident
 same sanitised stem get their extension appended (``a.jpg``, ``a.png`` -> ``a_jpg``, ``a_png``),
 then, if still shared, a hash of the file name. Names that collide with nothing keep the plain
 sanitised form, so ids of ordinary datasets do not change.
+
+Work: one picture is one call of ``prepare_picture``; ``prepare_pictures`` runs it in this
+process or over a pool of ``workers`` processes, in the same order either way. For a cluster,
+``align_shard`` aligns every ``shards``-th discovered file into a shard folder and
+``prepare_dataset(shard_dirs=...)`` merges the folders; the dataset is byte for byte the same
+whatever the number of workers or shards.
 """
 
 from __future__ import annotations
