@@ -15,7 +15,7 @@ import pytest
 from repo_paths import ROOT
 
 # rule script -> must its job start without torch?
-TORCH_FREE = ["evaluate", "timetravel", "combine", "scrape", "select_users", "report", "prepare_dataset",
+TORCH_FREE = ["evaluate", "timetravel", "combine", "scrape", "select_users", "report", "prepare_dataset", "align_shard",
               "dataset_card"]
 
 
