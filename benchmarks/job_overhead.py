@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path)
     ap.add_argument("--wall", type=float, help="wall time of the run in seconds")
+    ap.add_argument("--cores", type=int, default=2, help="cores the run had (--cores)")
     args = ap.parse_args(argv)
     work = job_work(args.run)
     if not work:
@@ -104,6 +105,13 @@ def main(argv: list[str] | None = None) -> None:
         busy = sum((j["end"] - j["start"]) * j["threads"] for j in timeline)
         span = max(j["end"] for j in timeline)
         print(f"thread-seconds held by jobs {busy:.0f} over {span:.0f} s")
+        # The ratio above counts a one-thread job's work like a two-thread job's; this one weighs
+        # each job's work by its threads: wall / (the work's thread-seconds / cores) = 1 when
+        # every core did job work all the time.
+        threads = {rule: max(j["threads"] for j in js) for rule, js in by_rule.items()}
+        weighted = sum(sum(secs) * threads.get(rule, 1) for rule, secs in work.items())
+        print(f"work thread-seconds {weighted:.0f}; wall / (work thread-seconds / {args.cores} cores) "
+              f"{wall / (weighted / args.cores):.2f}")
 
 
 if __name__ == "__main__":
