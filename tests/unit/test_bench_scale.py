@@ -115,13 +115,13 @@ def test_analyse_extrapolates_each_stage_with_its_natural_size():
     assert stages["train_extractor"]["share_facescrub"] is None and not stages["dataset_card"]["in_facescrub"]
 
 
-def test_linear_floor_only_raises_sublinear_exponents():
-    # a fixed cost (exponent 0) is extrapolated as constant, and as linear under the floor
-    stages = bs.analyse(_scales(lambda st, c: 2.0), FACESCRUB)
+def test_a_fixed_cost_is_extrapolated_as_constant_and_marked():
+    stages = bs.analyse(_scales(lambda st, c: 0.5), FACESCRUB)
     r = stages["embed_clean"]
     assert r["exponent_size"] == pytest.approx(0.0, abs=1e-9)
-    assert r["facescrub_seconds"] == pytest.approx(2.0)
-    assert r["facescrub_seconds_linear_floor"] == pytest.approx(2.0 * 100_000 / 3200)
+    assert r["facescrub_seconds"] == pytest.approx(0.5)
+    assert r["fixed_cost_dominated"]
+    assert not bs.analyse(_scales(lambda st, c: 2.0), FACESCRUB)["embed_clean"]["fixed_cost_dominated"]
 
 
 def _result(device="cpu", times_of=lambda st, c: 1e-3 * st.size_of(c)):
@@ -161,3 +161,27 @@ def test_quick_run(tmp_path):
         assert r["counts"]["cloaked"] == r["counts"]["protected_train"] > 0
     assert (tmp_path / "out" / "bench_scale.md").read_text().startswith("### bench_scale")
     assert json.loads((tmp_path / "out" / "bench_scale.json").read_text())["meta"]["quick"] is True
+
+
+def test_probe_times_real_fits_of_evaluates_classifiers():
+    small = {"classes": 5, "n_train": 60, "n_test": 25, "protected": 3}
+    probe = bs.probe_classifiers(small, dim=16, seed=0, spread=1.0)
+    assert (probe["n_train"], probe["n_test"], probe["classes"], probe["protected"]) == (60, 25, 5, 3)
+    for c in ("knn1", "linear"):
+        assert probe[f"{c}_fit_seconds"] > 0
+        assert probe[f"{c}_accuracy"] > 0.6        # separated clusters: the fit really learnt them
+    assert 1 <= probe["linear_iterations"] <= probe["linear_max_iter"] == 100
+    assert probe["linear_fit_seconds_at_cap"] == pytest.approx(
+        probe["linear_fit_seconds"] * 100 / probe["linear_iterations"])
+
+
+def test_markdown_puts_the_measured_fits_beside_the_extrapolation():
+    result = _result()
+    result["probe"] = {"dim": 128, "n_train": 66038, "n_test": 28302, "classes": 500, "protected": 50,
+                       "knn1_fit_seconds": 10.0, "linear_fit_seconds": 60.0, "linear_accuracy": 0.7,
+                       "linear_iterations": 20, "linear_max_iter": 100, "linear_fit_seconds_at_cap": 300.0}
+    md = bs.render_markdown(result)
+    assert "| knn1 | 10.0 s | 10.0 s | 8.3 min |" in md          # per_user = 50 fits
+    assert "| linear | 60.0 s | 60.0 s | 50.0 min |" in md
+    assert "evaluate takes 59.5 min" in md                        # (10 + 60) x (1 + 50)
+    assert "took 20 of at most 100 iterations" in md and "about 5.0 min, i.e. 4.2 h per_user" in md
