@@ -255,13 +255,13 @@ def render_markdown(result: dict) -> str:
              f"load average before {meta['load_before']}, after {meta['load_after']}; "
              f"{CLOAK} at {meta['steps']} steps, ensemble training at {meta['train_epochs']} epochs.", "",
              "| scale | identities | pictures | protected users | protected (cloaked) pictures | "
-             "n_train / n_test | generator (not a stage) |",
-             "|---|---|---|---|---|---|---|"]
+             "n_train / n_test | generator (not a stage) | load average before its stages |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in scales:
         c = r["counts"]
         gen = f"{r['generate_seconds']:.1f} s" if r["generate_seconds"] is not None else "cached"
         lines.append(f"| {r['scale']:g}x | {c['identities']} | {c['pictures']} | {c['protected']} | "
-                     f"{c['protected_train']} | {c['n_train']} / {c['n_test']} | {gen} |")
+                     f"{c['protected_train']} | {c['n_train']} / {c['n_test']} | {gen} | {r.get('load_before', '-')} |")
     head = " | ".join(f"{r['scale']:g}x" for r in scales)
     lines += ["", f"| stage | {head} | exponent (pictures) | natural size | exponent (natural) | "
                   f"share at {scales[-1]['scale']:g}x | FaceScrub (extrapolated, this device) | share at FaceScrub |",
@@ -419,6 +419,7 @@ def run_scale(scale: float, counts: dict, base_cfg: dict, args: argparse.Namespa
     dataset_root = args.cache / f"demo-{ids}x{pics}-seed{args.seed}-screen{args.screen_threshold:g}"
     gen = build_dataset(dataset_root, ids, pics, seed=args.seed, threshold=args.screen_threshold,
                         workers=args.threads)
+    load = load_average()    # after the generator, before the stages
     cfg = bench_config(base_cfg, dataset_root=dataset_root, counts=counts, args=args)
     if work.exists():
         shutil.rmtree(work)
@@ -500,7 +501,7 @@ def run_scale(scale: float, counts: dict, base_cfg: dict, args: argparse.Namespa
     if not args.keep_work:
         shutil.rmtree(work)
     return {"scale": scale, "counts": measured, "seconds": seconds, "generate_seconds": gen,
-            "dataset": str(dataset_root)}
+            "dataset": str(dataset_root), "load_before": load}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -574,8 +575,18 @@ def main(argv: list[str] | None = None) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(args.out / "bench_scale.log", mode="w")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().handlers[:] = [handler]
-    logging.getLogger().setLevel(logging.INFO)
+    root_log = logging.getLogger()
+    root_log.addHandler(handler)
+    root_log.setLevel(logging.INFO)
+    try:
+        return _run(args, base, base_cfg, facescrub, fs_data)
+    finally:
+        root_log.removeHandler(handler)
+        handler.close()
+
+
+def _run(args: argparse.Namespace, base: tuple, base_cfg: dict, facescrub: dict, fs_data: dict) -> dict:
+    import torch
 
     from cloakbench.cloaks.fawkes_v10 import MODES
 
