@@ -268,7 +268,8 @@ def render_markdown(result: dict) -> str:
               "|---|" + "---|" * len(scales) + "---|---|---|---|---|---|"]
     for name, r in stages.items():
         cells = " | ".join(f"{t:.2f}" for t in r["seconds"])
-        flag = (" **>1.15**" if r["exponent_pictures"] > GOAL_EXPONENT else "") + ("*" if r["fixed_cost_dominated"] else "")
+        flag = ((" **>1.15**" if r["exponent_pictures"] > GOAL_EXPONENT else "")
+                + ("*" if r["fixed_cost_dominated"] else ""))
         natural = "(same)" if r["size"] == "pictures" else r["size"]
         e_nat = "" if r["size"] == "pictures" else f"{r['exponent_size']:.2f}"
         fs_cell = (fmt_s(r["facescrub_seconds"]) if r["in_facescrub"]
@@ -281,8 +282,9 @@ def render_markdown(result: dict) -> str:
     lines.append("| **total** | " + " | ".join(f"**{t:.2f}**" for t in totals)
                  + f" | {growth_exponent([r['counts']['pictures'] for r in scales], totals):.2f} | | | 100 % | "
                  f"**{fmt_s(fs_total)}** | 100 % |")
-    lines += ["", f"Times in seconds (wall, `time.perf_counter`, one run per scale). * under {FIXED_COST_SECONDS:g} s at "
-                  f"{scales[-1]['scale']:g}x: mostly fixed costs, the exponent says little about the work.", ""]
+    lines += ["", f"Times in seconds (wall, `time.perf_counter`, one run per scale). * under "
+                  f"{FIXED_COST_SECONDS:g} s at {scales[-1]['scale']:g}x: mostly fixed costs, the exponent says "
+                  f"little about the work. The FaceScrub total counts only the stages in its plan.", ""]
     lines.append(f"FaceScrub ({fs['pictures']:,} pictures, {fs['identities']} identities, {fs['protected']} "
                  f"protected users, {fs['classes']} classes after the {fs['identities'] - fs['classes']}-identity "
                  f"target pool, train fraction {meta['facescrub_train_fraction']}: n_train {fs['n_train']:.0f}, "
@@ -323,7 +325,8 @@ def render_markdown(result: dict) -> str:
                       f"linear probe's logistic regression took {probe['linear_iterations']} of at most "
                       f"{probe['linear_max_iter']} iterations, accuracy {probe['linear_accuracy']:.2f}; on features "
                       f"that need all {probe['linear_max_iter']}, one fit would take about "
-                      f"{fmt_s(probe['linear_fit_seconds_at_cap'])}, i.e. {fmt_s(probe['linear_fit_seconds_at_cap'] * probe['protected'])} "
+                      f"{fmt_s(probe['linear_fit_seconds_at_cap'])}, i.e. "
+                      f"{fmt_s(probe['linear_fit_seconds_at_cap'] * probe['protected'])} "
                       f"per_user):", "",
                   "| classifier | one fit (measured) | joint | per_user | extrapolated joint | extrapolated per_user |",
                   "|---|---|---|---|---|---|"]
@@ -334,10 +337,10 @@ def render_markdown(result: dict) -> str:
             lines.append(f"| {c} | {fmt_s(fit)} | {fmt_s(fit)} | {fmt_s(fit * probe['protected'])} | {ext_cells} |")
         measured = (probe["knn1_fit_seconds"] + probe["linear_fit_seconds"]) * (1 + probe["protected"])
         extrapolated = sum(r["facescrub_seconds"] for n, r in stages.items() if n.startswith("evaluate_"))
+        total = fs_total - extrapolated + measured
         lines += ["", f"With the measured fits in place of the four extrapolated evaluate rows "
                       f"({fmt_s(extrapolated)}), evaluate takes {fmt_s(measured)} and FaceScrub's total is "
-                      f"{fmt_s(fs_total - extrapolated + measured)} ({100 * measured / (fs_total - extrapolated + measured):.0f} % "
-                      f"evaluate)."]
+                      f"{fmt_s(total)} ({100 * measured / total:.0f} % evaluate)."]
     lines.append("")
     if dev == "cpu":
         lines.append("GPU: not measured here (no GPU); run bench_scale.py --device cuda on a GPU machine.")
@@ -506,7 +509,8 @@ def run_scale(scale: float, counts: dict, base_cfg: dict, args: argparse.Namespa
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--scales", type=float, nargs="+", default=None, help="dataset scales (default 1 2 4; --quick: 1 2)")
+    ap.add_argument("--scales", type=float, nargs="+", default=None,
+                    help="dataset scales (default 1 2 4; --quick: 1 2)")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "bench_scale")
     ap.add_argument("--quick", action="store_true",
