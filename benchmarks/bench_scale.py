@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    .venv/bin/python benchmarks/bench_scale.py                    # CPU, scales 1 2 4 (about 12 min on 2 cores)
+    .venv/bin/python benchmarks/bench_scale.py                    # CPU, scales 1 2 4 (minutes; builds the data once)
     .venv/bin/python benchmarks/bench_scale.py --device cuda      # the same, models on the GPU
     .venv/bin/python benchmarks/bench_scale.py --quick            # test-sized (6 x 10 pictures, scales 1 2)
 
@@ -255,7 +255,7 @@ def render_markdown(result: dict) -> str:
              f"load average before {meta['load_before']}, after {meta['load_after']}; "
              f"{CLOAK} at {meta['steps']} steps, ensemble training at {meta['train_epochs']} epochs.", "",
              "| scale | identities | pictures | protected users | protected (cloaked) pictures | "
-             "n_train / n_test | generator (not a stage) | load average before its stages |",
+             "n_train / n_test | generator (not a stage) | load average before its stages (this run's own included) |",
              "|---|---|---|---|---|---|---|---|"]
     for r in scales:
         c = r["counts"]
@@ -527,7 +527,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--keep-work", action="store_true", help="keep each scale's work files under --out/work")
     ap.add_argument("--probe", action=argparse.BooleanOptionalAction, default=None,
                     help="also time one knn1 and one linear fit at FaceScrub size on synthetic features "
-                         "(default: on, off with --quick; about a minute on 2 cores)")
+                         "(default: on, off with --quick; under a minute on 2 cores)")
     args = ap.parse_args(argv)
     args.scales = args.scales or ([1.0, 2.0] if args.quick else [1.0, 2.0, 4.0])
     if len(set(args.scales)) < 2:

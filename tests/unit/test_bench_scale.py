@@ -136,7 +136,7 @@ def test_markdown_table_names_every_stage_and_the_gpu_rule():
     md = bs.render_markdown(_result())
     for st in bs.STAGES:
         assert f"| {st.name} |" in md
-    assert "| **total** |" in md and "| 1x | 40 | 800 | 4 |" in md and "| load average before its stages |" in md
+    assert "| **total** |" in md and "| 1x | 40 | 800 | 4 |" in md and "| load average before its stages (this run's own included) |" in md
     assert "GPU: not measured here (no GPU); run bench_scale.py --device cuda on a GPU machine" in md
     assert "inherently superlinear: 1-NN compares every test picture" in md
     assert "extrapolation from 3 points" in md
