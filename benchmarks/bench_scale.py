@@ -448,8 +448,10 @@ def run_scale(scale: float, counts: dict, base_cfg: dict, args: argparse.Namespa
             torch.cuda.synchronize()
         seconds[stage] = time.perf_counter() - t0
 
+    # the rule's workers: one process per thread the job gets (rules/dataset.smk)
     timed("prepare_dataset", lambda: run_prepare_dataset(root=str(dataset_root), manifest=manifest,
-                                                         dataset_cfg=plan.plain("dataset"), seed=seed))
+                                                         dataset_cfg=plan.plain("dataset"), seed=seed,
+                                                         workers=args.threads))
     timed("select_users", lambda: run_select_users(manifest=manifest, out=roles, users=plan.plain("users"),
                                                    seed=seed))
 

@@ -5,8 +5,9 @@
 Every file under ``results/`` and ``data/``: PNG/JPEG and other files byte for byte, state
 dicts (``.pt``) tensor by tensor, JSON and parquet by value, ignoring timing fields
 (``seconds``...). Exits 1 and lists the differences otherwise. Expected differences: the
-report's seconds columns, and ``sha256`` of checkpoints (``torch.save`` names its archive
-after the temporary file written atomically, so the bytes differ while the tensors do not).
+report's seconds columns and the records' provenance (commit, config hash). Checkpoints
+written before ``cloakbench.io.write_state_dict`` (2026-11-30) also differ in ``sha256``:
+``torch.save`` then named its archive after the random temporary file.
 """
 import json, sys, hashlib
 from pathlib import Path

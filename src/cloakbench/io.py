@@ -39,6 +39,23 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def write_state_dict(state: Any, path: str | os.PathLike) -> None:
+    """``torch.save(state)`` to ``path``, atomically and byte-for-byte reproducibly.
+
+    Saved to memory first: ``torch.save`` names the zip archive's top folder after the file it
+    writes, and the atomic write's temporary file has a random name, so saving to it directly
+    gave equal tensors different bytes (and sha256) from run to run. A buffer is always named
+    ``archive``. (torch is imported here: this module stays importable without it.)"""
+    import io as _io
+
+    import torch
+
+    buffer = _io.BytesIO()
+    torch.save(state, buffer)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+
+
 def write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)

@@ -48,7 +48,7 @@ from ..errors import ConfigError, DataError
 from ..extractors.base import Extractor
 from ..extractors.registry import build_extractor, extractor_class
 from ..extractors.robust import RobustExtractor
-from ..io import atomic_path, sha256_file, write_json, write_parquet
+from ..io import sha256_file, write_json, write_parquet, write_state_dict
 from ..images import read_pictures
 from ..workflow import resolve_device
 from . import _train
@@ -257,8 +257,7 @@ def save_robust(result: RobustResult, checkpoint: str | Path, *, meta_extra: dic
                 reads_path: str | Path | None = None, read_roles: Sequence[str] | None = None) -> dict:
     """Write the state dict (atomically), ``<checkpoint>.json`` metadata and the reads manifest."""
     checkpoint = Path(checkpoint)
-    with atomic_path(checkpoint) as tmp:
-        torch.save(result.state_dict, tmp)
+    write_state_dict(result.state_dict, checkpoint)
     meta = {**result.meta, **(meta_extra or {}), "checkpoint": checkpoint.name,
             "sha256": sha256_file(checkpoint)}
     if reads_path is not None:

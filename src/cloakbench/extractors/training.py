@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from ..data.roles import protected_identities, trainer_pictures
 from ..errors import ConfigError, DataError
-from ..io import atomic_path, sha256_file, write_json
+from ..io import sha256_file, write_json, write_state_dict
 from ..images import read_pictures
 from ..workflow import resolve_device
 from .heads import HEADS
@@ -228,8 +228,7 @@ def train_extractor(name: str, spec: dict, image_paths: Sequence[Path], labels: 
     model.eval()
     state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
     out_path = Path(out_path)
-    with atomic_path(out_path) as tmp:
-        torch.save(state, tmp)
+    write_state_dict(state, out_path)
     seconds = time.time() - t0
     meta = {
         "name": name, "type": cls.type_name, "family": cls.family, "seed": int(seed),
