@@ -66,15 +66,23 @@ def hold_threads(threads: int) -> None:
 
 
 def resolve_device(device: str) -> str:
+    """The torch device a job runs on, for config value ``device`` (cpu, cuda, auto); logged,
+    so every job's log says what it used."""
     import torch
 
+    log = logging.getLogger(__name__)
     if device == "auto":
         if torch.cuda.is_available():
+            log.info("device: auto -> cuda (%s)", torch.cuda.get_device_name(0))
             return "cuda"
-        logging.getLogger(__name__).info("device: auto -> cpu (torch sees no GPU on this machine)")
+        log.info("device: auto -> cpu (torch sees no GPU on this machine)")
         return "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         from .errors import ConfigError
         raise ConfigError("config key 'device': 'cuda' requested but torch sees no GPU on this machine; "
                           "accepted values: cpu, cuda (needs a GPU), auto (cuda when there is a GPU, else cpu)")
+    if device == "cuda":
+        log.info("device: cuda (%s)", torch.cuda.get_device_name(0))
+    else:
+        log.info("device: %s (%d torch threads)", device, torch.get_num_threads())
     return device

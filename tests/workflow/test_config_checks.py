@@ -79,6 +79,10 @@ def test_device_cuda_without_gpu_is_an_error_and_auto_falls_back(caplog):
     with caplog.at_level(logging.INFO):
         assert resolve_device("auto") == "cpu"
     assert "auto -> cpu" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        assert resolve_device("cpu") == "cpu"
+    assert "device: cpu (" in caplog.text  # every GPU rule's log says which device it used
     with pytest.raises(ConfigError, match="'device'"):
         resolve_device("cuda")
 
