@@ -354,12 +354,6 @@ def render_markdown(result: dict) -> str:
 # the run
 # --------------------------------------------------------------------------------------
 
-def cache_root() -> Path:
-    if os.environ.get("CLOAKBENCH_CACHE"):
-        return Path(os.environ["CLOAKBENCH_CACHE"]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cloakbench"
-
-
 def load_average() -> str:
     try:
         return " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -535,7 +529,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if len(set(args.scales)) < 2:
         ap.error("--scales needs at least two different scales to fit an exponent")
     args.steps = args.steps or (2 if args.quick else 20)
-    args.cache = args.cache or cache_root() / "bench_scale"
+    from cloakbench.io import cache_dir
+
+    args.cache = args.cache or cache_dir() / "bench_scale"
     args.target_pool = 1 if args.quick else None
     args.probe = (not args.quick) if args.probe is None else args.probe
     return args

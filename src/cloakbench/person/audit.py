@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -45,7 +44,7 @@ from ..extractors.base import Extractor
 from ..extractors.embedding import embed_batches
 from ..extractors.registry import EXTRACTORS, build_extractor, extractor_class
 from ..images import to_tensor
-from ..io import write_json, write_text
+from ..io import cache_dir, write_json, write_text
 from ..workflow import resolve_device
 from .common import FaceIntake, list_photos, person_stem, table_text
 
@@ -58,17 +57,10 @@ GALLERY_PICTURES = 6
 
 # -- inputs --------------------------------------------------------------------------------
 
-def cache_root() -> Path:
-    """``$CLOAKBENCH_CACHE``, else ``$XDG_CACHE_HOME/cloakbench``, else ``~/.cache/cloakbench``."""
-    if os.environ.get("CLOAKBENCH_CACHE"):
-        return Path(os.environ["CLOAKBENCH_CACHE"]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cloakbench"
-
-
 def default_gallery(n_identities: int = GALLERY_IDENTITIES, n_pictures: int = GALLERY_PICTURES,
                     seed: int = 0) -> Path:
     """The cached demo gallery, built with the demo generator when missing."""
-    root = cache_root() / f"audit-gallery-{n_identities}x{n_pictures}-seed{seed}"
+    root = cache_dir() / f"audit-gallery-{n_identities}x{n_pictures}-seed{seed}"
     if not (root / "card.json").is_file():
         from ..demo.generate import make_demo_dataset
 
