@@ -5,11 +5,6 @@ def dataset_shard_dirs(wildcards):
     return [f"{DATASET_DIR}/aligned/shard-{k}" for k in range(n)] if n > 1 else []
 
 
-def dataset_align_params():
-    """The dataset section without `shards` (how the work is split changes no crop)."""
-    return {k: v for k, v in PLAN.plain("dataset").items() if k != "shards"}
-
-
 # prepare_dataset: detect + align faces (its threads = worker processes), manifest, rejects,
 # 70/30 split; with dataset.shards > 1 it merges align_shard's folders instead of aligning.
 rule prepare_dataset:
@@ -22,7 +17,7 @@ rule prepare_dataset:
         images=directory(f"{DATASET_DIR}/images"),
     params:
         root=PLAN["dataset"]["root"],
-        dataset=dataset_align_params(),
+        dataset=PLAN.dataset_align_settings(),
         seed=PLAN["seed"],
     # every core the run gives a job (--cores; on a cluster the profile's `cores`), one worker each
     threads: lambda wildcards: workflow.cores
@@ -44,7 +39,7 @@ rule align_shard:
         directory(f"{DATASET_DIR}/aligned/shard-{{shard}}"),
     params:
         root=PLAN["dataset"]["root"],
-        dataset=dataset_align_params(),
+        dataset=PLAN.dataset_align_settings(),
         shards=PLAN["dataset"]["shards"],
     threads: lambda wildcards: workflow.cores
     resources:

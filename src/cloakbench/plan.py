@@ -114,12 +114,23 @@ class Plan:
             sets.append("scraped-none")  # the re-encoded uncloaked pictures of the other protected users
         return sets
 
+    def plain_except(self, section: str, *keys: str) -> dict[str, Any]:
+        """``plain(section)`` without ``keys``: the settings a rule's outputs depend on, where
+        some keys of its section only say how the work is split or used (Snakemake reruns a
+        job whose params change)."""
+        return {k: v for k, v in self.plain(section).items() if k not in keys}
+
     def scrape_table_settings(self) -> dict[str, Any]:
         """The ``scrape`` settings a scrape table depends on: all but ``protocol``, which only
         says how ``evaluate`` and the end-to-end classifier use the table (the same under both
         protocols). Switching the protocol thus reruns the evaluations, not the scrapes and the
         embeddings of the scraped sets."""
-        return {k: v for k, v in self.plain("scrape").items() if k != "protocol"}
+        return self.plain_except("scrape", "protocol")
+
+    def dataset_align_settings(self) -> dict[str, Any]:
+        """The ``dataset`` settings the aligned crops depend on: all but ``shards`` (how the
+        alignment is split over jobs changes no crop)."""
+        return self.plain_except("dataset", "shards")
 
     def extractor_info(self, extractor: str) -> dict[str, Any]:
         """What the records say of ``extractor`` (``describe_extractor``), for the rules whose

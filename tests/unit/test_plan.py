@@ -71,6 +71,8 @@ def test_plan_resolves_what_the_rules_need():
     assert "protocol" not in plan.scrape_table_settings()
     assert {**plan.scrape_table_settings(), "protocol": "per_user"} == plan.plain("scrape")
     assert joint.scrape_table_settings() == {k: v for k, v in joint.plain("scrape").items() if k != "protocol"}
+    assert plan.dataset_align_settings() == {k: v for k, v in plan.plain("dataset").items() if k != "shards"}
+    assert "shards" in plan.plain("dataset") and "shards" not in plan.dataset_align_settings()
     # what the records say of an extractor, from the plan (the evaluate jobs import no model code)
     info = plan.extractor_info("cnn_robust")
     assert info["name"] == "cnn_robust" and info["type"] == "robust" and json.loads(json.dumps(info))
