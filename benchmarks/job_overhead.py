@@ -33,44 +33,31 @@ def job_work(run: Path) -> dict[str, list[float]]:
     return work
 
 
-def snakemake_jobs(run: Path) -> list[dict]:
-    """Each job of the newest Snakemake log: rule, log file, threads, start and end (seconds
-    from the log's first stamp; Snakemake stamps to the second)."""
+def read_snakemake_log(run: Path) -> tuple[float | None, list[dict]]:
+    """The newest Snakemake log of ``run`` read once: its wall time (from the "Date:" header to
+    the last stamp; None without a log, a header or a stamp) and each finished job (rule,
+    threads, start and end in seconds from the first stamp; Snakemake stamps to the second)."""
     logs = sorted((run / ".snakemake" / "log").glob("*.snakemake.log"))
     if not logs:
-        return []
+        return None, []
     jobs: dict[str, dict] = {}
-    stamp, t0, current = None, None, None
+    started = stamp = t0 = current = None
     for line in logs[-1].read_text().splitlines():
-        if m := STAMP.match(line):
+        if (m := DATE.match(line)) and started is None:
+            started = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")
+        elif m := STAMP.match(line):
             stamp = datetime.strptime(" ".join(m.group(1).split()), "%a %b %d %H:%M:%S %Y")
             t0 = t0 or stamp
-            continue
-        if m := re.match(r"^(?:local)?rule (\w+):$", line):
+        elif m := re.match(r"^(?:local)?rule (\w+):$", line):
             current = {"rule": m.group(1), "threads": 1, "start": (stamp - t0).total_seconds()}
         elif current is not None and (m := re.match(r"^\s+jobid: (\d+)$", line)):
             jobs[m.group(1)] = current
         elif current is not None and (m := re.match(r"^\s+threads: (\d+)$", line)):
             current["threads"] = int(m.group(1))
-        elif m := re.match(r"^Finished jobid: (\d+)", line):
-            if m.group(1) in jobs:
-                jobs[m.group(1)]["end"] = (stamp - t0).total_seconds()
-    return [j for j in jobs.values() if "end" in j]
-
-
-def snakemake_wall(run: Path) -> float:
-    logs = sorted((run / ".snakemake" / "log").glob("*.snakemake.log"))
-    if not logs:
-        sys.exit(f"{run}/.snakemake/log has no Snakemake log: give --wall SECONDS")
-    start = end = None
-    for line in logs[-1].read_text().splitlines():
-        if (m := DATE.match(line)) and start is None:
-            start = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")
-        if m := STAMP.match(line):
-            end = datetime.strptime(" ".join(m.group(1).split()), "%a %b %d %H:%M:%S %Y")
-    if start is None or end is None:
-        sys.exit(f"{logs[-1]}: no Date: header or no job stamp: give --wall SECONDS")
-    return (end - start).total_seconds()
+        elif (m := re.match(r"^Finished jobid: (\d+)", line)) and m.group(1) in jobs:
+            jobs[m.group(1)]["end"] = (stamp - t0).total_seconds()
+    wall = (stamp - started).total_seconds() if started is not None and stamp is not None else None
+    return wall, [j for j in jobs.values() if "end" in j]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -82,7 +69,11 @@ def main(argv: list[str] | None = None) -> None:
     work = job_work(args.run)
     if not work:
         sys.exit(f"{args.run}/logs: no 'rule ... finished in' line")
-    wall = args.wall if args.wall is not None else snakemake_wall(args.run)
+    logged_wall, timeline = read_snakemake_log(args.run)
+    wall = args.wall if args.wall is not None else logged_wall
+    if wall is None:
+        sys.exit(f"{args.run}/.snakemake/log: no Snakemake log with a Date: header and a job stamp: "
+                 "give --wall SECONDS")
     print(f"{'rule':28s} {'jobs':>5s} {'work s':>8s} {'s/job':>7s}")
     for rule, secs in sorted(work.items(), key=lambda kv: -sum(kv[1])):
         print(f"{rule:28s} {len(secs):5d} {sum(secs):8.1f} {sum(secs) / len(secs):7.2f}")
@@ -90,7 +81,6 @@ def main(argv: list[str] | None = None) -> None:
     jobs = sum(len(s) for s in work.values())
     print(f"\njobs {jobs}; wall {wall:.0f} s; sum of job work {total:.0f} s; "
           f"wall / work {wall / total:.2f}")
-    timeline = snakemake_jobs(args.run)
     if timeline:
         # per rule: the jobs' durations as Snakemake saw them (process start to finish, to the
         # second) minus their own work = start-up (interpreter, imports, Snakemake's preamble)
