@@ -6,6 +6,7 @@ register themselves with :func:`register_extractor`; plugin modules do the same.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,8 +24,6 @@ extractor_class = EXTRACTORS.get
 def describe_extractor(name: str, spec: dict[str, Any]) -> dict[str, Any]:
     """What a record says of extractor ``name`` (``Extractor.describe`` as a plain dict), from
     its class and config entry, without building the model."""
-    import dataclasses
-
     return dataclasses.asdict(extractor_class(spec.get("type", ""), name=name).describe(name, spec))
 
 

@@ -13,11 +13,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def ex():
-    return TinyNet()
-
-
-@pytest.fixture(scope="module")
 def images():
     return smooth_images(4, seed=0)
 

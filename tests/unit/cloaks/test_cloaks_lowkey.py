@@ -16,11 +16,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def ex():
-    return TinyNet()
-
-
-@pytest.fixture(scope="module")
 def images():
     return smooth_images(3, seed=2)
 
